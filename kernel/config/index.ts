@@ -1,0 +1,64 @@
+/**
+ * The operator's configuration: backends, grants per component, pool sizes. Read from
+ * `warden.config.json` in the data directory when present; validated with errors naming the field.
+ * Secrets are never in the file: backends name the environment variable that holds their key.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { WardenError } from '../errors.js';
+import { DEFAULT_BASE_URL, type Backend } from '../inference/index.js';
+
+const grantSchema = z
+  .object({
+    filesystem: z.enum(['none', 'session:ro', 'session:rw']).optional(),
+    sql: z.object({ scope: z.string(), mode: z.enum(['ro', 'rw']) }).nullable().optional(),
+    mesh: z.array(z.string()).optional(),
+    inference: z.array(z.string()).optional(),
+    session: z.boolean().optional(),
+    env: z.record(z.string(), z.string()).optional(),
+  })
+  .strict();
+
+const configSchema = z
+  .object({
+    backends: z
+      .array(z.object({ name: z.string().min(1), baseURL: z.string().url(), apiKeyEnv: z.string().min(1) }).strict())
+      .optional(),
+    /** Grants per component name; a component without an entry gets what its manifest requests if it is built in, nothing otherwise. */
+    grants: z.record(z.string(), grantSchema).default({}),
+    toolWorkers: z.number().int().min(1).max(16).default(1),
+    maxTurns: z.number().int().min(1).max(200).default(30),
+  })
+  .strict();
+
+/** Validated configuration. */
+export type Config = z.infer<typeof configSchema> & { backends: Backend[] };
+
+/** Operator grant for one component (fields absent: as requested). */
+export type GrantConfig = z.infer<typeof grantSchema>;
+
+/**
+ * Load the configuration. Backends default to one, `default`, at `OPENAI_BASE_URL`
+ * (or {@link DEFAULT_BASE_URL}) with the key in `OPENAI_API_KEY`.
+ * @throws WardenError `E_CONFIG` naming the file and field
+ */
+export function loadConfig(path: string | null, env: NodeJS.ProcessEnv = process.env, baseURL?: string): Config {
+  let raw: unknown = {};
+  if (path && existsSync(path)) {
+    try {
+      raw = JSON.parse(readFileSync(path, 'utf8'));
+    } catch (cause) {
+      throw new WardenError('E_CONFIG', `${path}: not valid JSON (${(cause as Error).message})`, { cause });
+    }
+  }
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new WardenError('E_CONFIG', `${path}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+  }
+  const backends = parsed.data.backends ?? [
+    { name: 'default', baseURL: baseURL ?? env['OPENAI_BASE_URL'] ?? DEFAULT_BASE_URL, apiKeyEnv: 'OPENAI_API_KEY' },
+  ];
+  if (baseURL && parsed.data.backends) backends[0] = { ...backends[0]!, baseURL };
+  return { ...parsed.data, backends };
+}

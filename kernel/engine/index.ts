@@ -1,0 +1,192 @@
+/**
+ * The engine: reads a component, verifies its digest, transpiles it once (cached on disk by
+ * content hash), caps the memory of its core modules and compiles each of them once. The
+ * compiled `WebAssembly.Module`s are handed to workers; no component runs on the main thread.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
+import { transpileBytes } from '@bytecodealliance/jco-transpile';
+import { WardenError, messageOf } from '../errors.js';
+import { capMemory, WASM_PAGE_BYTES } from './memory.js';
+import { KNOWN_INTERFACES } from './interfaces.js';
+
+export { capMemory, WASM_PAGE_BYTES } from './memory.js';
+export { KNOWN_INTERFACES, interfaceOf } from './interfaces.js';
+
+/** QuickJS components use extended-const; Node 20 needs this flag in every compiling thread. */
+export function enableWasmFeatures(): void {
+  setFlagsFromString('--experimental-wasm-extended-const');
+}
+
+/** Bumped when the transpile options change, so stale cache entries are not reused. */
+const CACHE_FORMAT = 'jco-transpile-0.15-sync-v1';
+
+/** A component ready to instantiate in a worker. Cloneable with `postMessage`. */
+export interface CompiledComponent {
+  /** sha256 of the component bytes, hex. */
+  sha256: string;
+  /** Size of the component file in bytes. */
+  size: number;
+  /** `file:` URL of the transpiled glue module (exports `instantiate`). */
+  glueUrl: string;
+  /** Compiled core modules by the file name the glue asks for. */
+  modules: Record<string, WebAssembly.Module>;
+  /** Imported interfaces without version, e.g. `wasi:filesystem/types`. */
+  imports: string[];
+  /** Exported names as the glue returns them, e.g. `warden:kernel/tool@0.1.0`, `wasi:cli/run@0.2.12`. */
+  exports: string[];
+  /** Memory cap applied to every defined memory, in pages of 64 KiB. */
+  maxPages: number;
+}
+
+/** Options for {@link Engine.load}. */
+export interface LoadOptions {
+  /** Memory cap per core memory in MiB (default 256). */
+  memoryMb?: number;
+  /** When given, the component's sha256 must equal it (pinning). */
+  expectSha256?: string;
+}
+
+/** sha256 of bytes as lower-case hex. */
+export function sha256Hex(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/**
+ * Loads and compiles components; one instance per kernel.
+ *
+ * Cache layout: `<cacheDir>/<sha256>/{glue.mjs, *.core*.wasm, meta.json}`.
+ */
+export class Engine {
+  private readonly compiled = new Map<string, Promise<CompiledComponent>>();
+
+  /** @param cacheDir directory for the transpile cache (created when missing). */
+  constructor(private readonly cacheDir: string) {
+    enableWasmFeatures();
+  }
+
+  /**
+   * Load a component file (cached per path, digest and memory cap).
+   *
+   * @throws WardenError `E_NOT_FOUND` (no file), `E_DIGEST_MISMATCH` (pin), `E_COMPONENT_INVALID`
+   *   (not a component / transpile failed), `E_UNKNOWN_IMPORT` (imports the kernel does not
+   *   provide, listed), `E_LIMIT_MEMORY` (initial memory above the cap).
+   */
+  async load(path: string, options: LoadOptions = {}): Promise<CompiledComponent> {
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(path);
+    } catch (cause) {
+      throw new WardenError('E_NOT_FOUND', `cannot read component ${path}: ${messageOf(cause)}`, { cause });
+    }
+    const sha256 = sha256Hex(bytes);
+    if (options.expectSha256 && options.expectSha256 !== sha256) {
+      throw new WardenError(
+        'E_DIGEST_MISMATCH',
+        `component ${path} changed: sha256 ${sha256} but ${options.expectSha256} was pinned; re-add it to accept the new bytes`,
+      );
+    }
+    const maxPages = Math.floor(((options.memoryMb ?? 256) * 2 ** 20) / WASM_PAGE_BYTES);
+    const key = `${sha256}:${maxPages}`;
+    let entry = this.compiled.get(key);
+    if (!entry) {
+      entry = this.compile(bytes, sha256, maxPages);
+      this.compiled.set(key, entry);
+      entry.catch(() => this.compiled.delete(key));
+    }
+    return entry;
+  }
+
+  private async compile(bytes: Buffer, sha256: string, maxPages: number): Promise<CompiledComponent> {
+    const dir = join(this.cacheDir, sha256);
+    const meta = await this.transpileCached(bytes, sha256, dir);
+    const unknown = meta.imports.filter((name) => !KNOWN_INTERFACES.has(name));
+    if (unknown.length > 0) {
+      throw new WardenError(
+        'E_UNKNOWN_IMPORT',
+        `component imports interfaces the kernel does not provide: ${unknown.join(', ')}`,
+        { detail: { unknown } },
+      );
+    }
+    const modules: Record<string, WebAssembly.Module> = {};
+    for (const file of meta.coreFiles) {
+      const core = await readFile(join(dir, file));
+      try {
+        modules[file] = await WebAssembly.compile(capMemory(core, maxPages) as Uint8Array<ArrayBuffer>);
+      } catch (cause) {
+        if (cause instanceof WardenError) throw cause;
+        throw new WardenError('E_COMPONENT_INVALID', `cannot compile core module ${file}: ${messageOf(cause)}`, { cause });
+      }
+    }
+    return {
+      sha256,
+      size: bytes.length,
+      glueUrl: pathToFileURL(join(dir, 'glue.mjs')).href,
+      modules,
+      imports: meta.imports,
+      exports: meta.exports,
+      maxPages,
+    };
+  }
+
+  private async transpileCached(bytes: Buffer, sha256: string, dir: string): Promise<CacheMeta> {
+    const metaPath = join(dir, 'meta.json');
+    if (existsSync(metaPath)) {
+      const meta = JSON.parse(await readFile(metaPath, 'utf8')) as CacheMeta;
+      if (meta.format === CACHE_FORMAT) return meta;
+    }
+    let result: Awaited<ReturnType<typeof transpileBytes>>;
+    try {
+      result = await transpileBytes(bytes, {
+        name: 'glue',
+        instantiation: 'sync',
+        noComponentErrorWrapping: false,
+        emitTypescriptDeclarations: false,
+        base64Cutoff: Number.MAX_SAFE_INTEGER,
+      });
+    } catch (cause) {
+      throw new WardenError('E_COMPONENT_INVALID', `not a valid WebAssembly component: ${messageOf(cause)}`, { cause });
+    }
+    // Write into a temporary directory and rename it into place: a crash never leaves half a cache entry.
+    const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
+    await mkdir(tmp, { recursive: true });
+    const coreFiles: string[] = [];
+    for (const [name, content] of Object.entries(result.files)) {
+      const file = name.replace(/^.*\//, '');
+      const target = file === 'glue.js' ? 'glue.mjs' : file;
+      if (target.endsWith('.wasm')) coreFiles.push(target);
+      await writeFile(join(tmp, target), content);
+    }
+    const meta: CacheMeta = {
+      format: CACHE_FORMAT,
+      imports: result.imports.map((name) => name.replace(/@[^/]*$/, '')),
+      exports: result.exports.map(([name]) => name),
+      coreFiles,
+    };
+    await writeFile(join(tmp, 'meta.json'), JSON.stringify(meta));
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(this.cacheDir, { recursive: true });
+    await rename(tmp, dir).catch(async (cause) => {
+      await rm(tmp, { recursive: true, force: true });
+      if (!existsSync(metaPath)) throw cause; // another process won the race: use its entry
+    });
+    return meta;
+  }
+
+  /** Number of cache entries on disk (for `warden` status output). */
+  async cacheEntries(): Promise<number> {
+    if (!existsSync(this.cacheDir)) return 0;
+    return (await readdir(this.cacheDir)).filter((name) => !name.includes('.tmp-')).length;
+  }
+}
+
+interface CacheMeta {
+  format: string;
+  imports: string[];
+  exports: string[];
+  coreFiles: string[];
+}

@@ -1,0 +1,371 @@
+/**
+ * The kernel: wires the engine, the mesh, sessions, the store, inference and the state
+ * document together, and runs tasks. One per process; the server and the CLI drive it.
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import pino, { type Logger } from 'pino';
+import { Engine } from './engine/index.js';
+import { WardenError, messageOf } from './errors.js';
+import { intersect, KERNEL_GRANTS, readManifest, requested, type Grants, type Manifest } from './grants/index.js';
+import { Mesh, type CallContext, type Notice } from './mesh/index.js';
+import { SessionFs, type FileChange } from './vfs/index.js';
+import { Store } from './store/index.js';
+import { StateDocument, type TaskState } from './state/index.js';
+import { Inference, type ChatRequest } from './inference/index.js';
+import { loadConfig, type Config } from './config/index.js';
+import { BUILT_COMPONENTS, COMPONENT_SOURCES } from './paths.js';
+
+/** Options for {@link Kernel.start}. */
+export interface KernelOptions {
+  /** Data directory: database, sessions, scopes, transpile cache (created when missing). */
+  dataDir: string;
+  /** Override of the default backend's base URL. */
+  baseURL?: string;
+  /** Environment the kernel reads keys from (default `process.env`). */
+  env?: NodeJS.ProcessEnv;
+  /** Logger (default: pino to stderr at `info`, `silent` when `quiet`). */
+  logger?: Logger;
+  quiet?: boolean;
+}
+
+/** What `submitTask` takes. */
+export interface TaskInput {
+  prompt: string;
+  workspace: string;
+  /** `model@backend` or a bare model name. */
+  model?: string;
+  maxTurns?: number;
+}
+
+/** Default inference target. */
+export const DEFAULT_MODEL = 'qwen2.5-coder:7b';
+
+/** The running kernel. */
+export class Kernel {
+  readonly state: StateDocument;
+  readonly sessions: SessionFs;
+  readonly mesh: Mesh;
+  readonly engine: Engine;
+  readonly inference: Inference;
+  private readonly running = new Map<string, Promise<TaskState>>();
+  private readonly stepCounters = new Map<string, number>();
+
+  private constructor(
+    readonly dataDir: string,
+    readonly store: Store,
+    readonly config: Config,
+    readonly log: Logger,
+    env: NodeJS.ProcessEnv,
+  ) {
+    this.sessions = new SessionFs(join(dataDir, 'sessions'));
+    this.engine = new Engine(join(dataDir, 'cache'));
+    this.inference = new Inference(config.backends, env);
+    this.state = new StateDocument({ kernel: { startedAt: Date.now(), version: '0.1.0' }, components: {}, tasks: {} });
+    this.mesh = new Mesh(
+      { request: (op, body, ctx, component) => this.hostRequest(op, body, ctx, component), notice: (n) => this.onNotice(n) },
+      { sessionsDir: this.sessions.sessionsDir, sqlDir: join(dataDir, 'scopes') },
+    );
+  }
+
+  /**
+   * Open the store, rebuild the state document from it, and load every built component.
+   * @throws WardenError `E_CONFIG` (bad config), `E_NOT_FOUND` (components not built: run `npm run build`)
+   */
+  static async start(options: KernelOptions): Promise<Kernel> {
+    const dataDir = resolve(options.dataDir);
+    const env = options.env ?? process.env;
+    const config = loadConfig(join(dataDir, 'warden.config.json'), env, options.baseURL);
+    const log = options.logger ?? pino({ level: options.quiet ? 'silent' : 'info' }, pino.destination(2));
+    const store = new Store(join(dataDir, 'warden.db'));
+    const kernel = new Kernel(dataDir, store, config, log, env);
+    kernel.restore();
+    await kernel.loadBuiltins();
+    return kernel;
+  }
+
+  /** Rebuild tasks from the store; tasks that were running when the kernel stopped are interrupted. */
+  private restore(): void {
+    for (const row of this.store.tasks()) {
+      let status = row.status;
+      if (status === 'running' || status === 'queued') {
+        status = 'interrupted';
+        this.store.updateTask(row.id, { status, error: 'the kernel stopped while the task was running' });
+      }
+      const session = row.session_id ? this.store.session(row.session_id) : undefined;
+      this.state.update((d) => {
+        d.tasks[row.id] = {
+          id: row.id, prompt: row.prompt, workspace: row.workspace, model: row.model, status,
+          sessionId: row.session_id, createdAt: Date.parse(row.created_at), steps: {}, toolCalls: {},
+          usage: { promptTokens: 0, completionTokens: 0 },
+          ...(session ? { sessionStatus: session.status } : {}),
+          ...(row.summary ? { summary: row.summary } : {}),
+          ...(row.error ? { error: row.error } : {}),
+          ...(row.finished_at ? { finishedAt: Date.parse(row.finished_at) } : {}),
+        };
+      });
+    }
+  }
+
+  private async loadBuiltins(): Promise<void> {
+    if (!existsSync(BUILT_COMPONENTS)) {
+      throw new WardenError('E_NOT_FOUND', `no built components in ${BUILT_COMPONENTS}; run \`npm run build\``);
+    }
+    const manifests: Manifest[] = readdirSync(COMPONENT_SOURCES)
+      .filter((name) => existsSync(join(COMPONENT_SOURCES, name, 'manifest.json')))
+      .map((name) => readManifest(join(COMPONENT_SOURCES, name, 'manifest.json')));
+    await Promise.all(manifests.map((m) => this.loadComponent(m, join(BUILT_COMPONENTS, `${m.name}.wasm`), true)));
+  }
+
+  /** Effective grants of a component: requested ∩ granted by the operator (built-ins: as requested unless configured). */
+  grantsFor(manifest: Manifest, builtin: boolean): Grants {
+    const want = requested(manifest);
+    const configured = this.config.grants[manifest.name];
+    if (!configured) return builtin ? want : intersect(want, { ...KERNEL_GRANTS, filesystem: 'none', mesh: [], inference: [], session: false });
+    return intersect(want, {
+      filesystem: configured.filesystem ?? 'none',
+      sql: configured.sql ?? null,
+      mesh: configured.mesh ?? [],
+      inference: configured.inference ?? [],
+      session: configured.session ?? false,
+      env: configured.env ?? {},
+    });
+  }
+
+  /** Load one component and start its workers. */
+  async loadComponent(manifest: Manifest, wasmPath: string, builtin: boolean): Promise<void> {
+    const compiled = await this.engine.load(wasmPath, { memoryMb: manifest.limits.memoryMb });
+    const workers = manifest.kind === 'tool' ? this.config.toolWorkers : 1;
+    await this.mesh.add({
+      name: manifest.name,
+      kind: manifest.kind,
+      compiled,
+      grants: this.grantsFor(manifest, builtin),
+      limits: manifest.limits,
+      workers,
+    });
+    this.store.upsertComponent(manifest.name, manifest.kind, manifest.version, compiled.sha256);
+    this.state.update((d) => {
+      d.components[manifest.name] = { name: manifest.name, kind: manifest.kind, version: manifest.version, sha256: compiled.sha256, workers };
+    });
+  }
+
+  // ---- tasks --------------------------------------------------------------------------------
+
+  /**
+   * Queue a task and start it. @returns the task id
+   * @throws WardenError `E_BAD_INPUT` (empty prompt), `E_NOT_FOUND` (workspace is not a directory)
+   */
+  submitTask(input: TaskInput): string {
+    if (!input.prompt.trim()) throw new WardenError('E_BAD_INPUT', 'task is empty: say what the agent should do');
+    const workspace = resolve(input.workspace);
+    if (!existsSync(workspace)) throw new WardenError('E_NOT_FOUND', `workspace ${workspace} does not exist`);
+    const id = `t-${randomUUID().slice(0, 8)}`;
+    const model = input.model ?? DEFAULT_MODEL;
+    const createdAt = new Date();
+    this.store.insertTask({
+      id, prompt: input.prompt, workspace, model, status: 'queued', session_id: null, summary: null, error: null,
+      created_at: createdAt.toISOString(), finished_at: null,
+    });
+    this.state.update((d) => {
+      d.tasks[id] = {
+        id, prompt: input.prompt, workspace, model, status: 'queued', sessionId: null, createdAt: createdAt.getTime(),
+        steps: {}, toolCalls: {}, usage: { promptTokens: 0, completionTokens: 0 },
+      };
+    });
+    this.running.set(id, this.runTask(id, input.maxTurns ?? this.config.maxTurns));
+    return id;
+  }
+
+  /** Resolves when the task has finished (succeeded or failed). */
+  async waitForTask(id: string): Promise<TaskState> {
+    const run = this.running.get(id);
+    if (run) return run;
+    const task = this.state.current.tasks[id];
+    if (!task) throw new WardenError('E_NOT_FOUND', `no task ${id}`);
+    return task;
+  }
+
+  private async runTask(id: string, maxTurns: number): Promise<TaskState> {
+    const task = this.state.current.tasks[id]!;
+    this.setTask(id, { status: 'running' });
+    const supervisor = this.mesh.component('supervisor');
+    const deadline = Date.now() + (supervisor?.limits.timeoutMs ?? 900_000);
+    const reply = await this.mesh.call(
+      'supervisor',
+      'handle-task',
+      { tag: 'json', val: JSON.stringify({ id, prompt: task.prompt, workspace: task.workspace, model: task.model, sessionId: null, maxTurns }) },
+      { taskId: id, sessionId: null, chain: [], deadline, grants: KERNEL_GRANTS },
+    );
+    const sessionId = this.state.current.tasks[id]?.sessionId ?? null;
+    let diff: FileChange[] = [];
+    if (sessionId) {
+      try {
+        diff = this.sessions.diff(sessionId);
+      } catch (err) {
+        this.log.warn({ err: messageOf(err) }, 'diff failed');
+      }
+    }
+    if (reply.ok) {
+      const outcome = JSON.parse((reply.payload as { val: string }).val) as { summary: string };
+      this.setTask(id, { status: 'succeeded', summary: outcome.summary, finishedAt: Date.now(), diff });
+    } else {
+      this.setTask(id, { status: 'failed', error: reply.error.message, finishedAt: Date.now(), diff });
+    }
+    this.running.delete(id);
+    this.state.flush();
+    return this.state.current.tasks[id]!;
+  }
+
+  private setTask(id: string, fields: Partial<TaskState>): void {
+    this.state.update((d) => {
+      Object.assign(d.tasks[id]!, fields);
+    });
+    const row: Record<string, unknown> = {};
+    if (fields.status) row['status'] = fields.status;
+    if (fields.summary !== undefined) row['summary'] = fields.summary;
+    if (fields.error !== undefined) row['error'] = fields.error;
+    if (fields.sessionId !== undefined) row['session_id'] = fields.sessionId;
+    if (fields.finishedAt) row['finished_at'] = new Date(fields.finishedAt).toISOString();
+    this.store.updateTask(id, row);
+  }
+
+  private addStep(taskId: string, component: string, step: string, detail: string): void {
+    if (!this.state.current.tasks[taskId]) return;
+    const n = (this.stepCounters.get(taskId) ?? Object.keys(this.state.current.tasks[taskId]!.steps).length) + 1;
+    this.stepCounters.set(taskId, n);
+    this.state.update((d) => {
+      d.tasks[taskId]!.steps[String(n)] = { n, component, step, detail, ts: Date.now() };
+    });
+  }
+
+  // ---- sessions -----------------------------------------------------------------------------
+
+  /** Commit a session into its workspace. @throws `E_SESSION_CONFLICT`, `E_NOT_FOUND` */
+  commitSession(id: string): FileChange[] {
+    const changes = this.sessions.commit(id);
+    this.store.finishSession(id, 'committed');
+    this.store.audit('session.commit', { session: id, files: changes.length });
+    this.markSession(id, 'committed');
+    return changes;
+  }
+
+  /** Discard a session. @throws `E_NOT_FOUND` */
+  discardSession(id: string): void {
+    this.sessions.rollback(id);
+    this.store.finishSession(id, 'discarded');
+    this.store.audit('session.discard', { session: id });
+    this.markSession(id, 'discarded');
+  }
+
+  private markSession(id: string, status: 'committed' | 'discarded'): void {
+    this.state.update((d) => {
+      for (const task of Object.values(d.tasks)) if (task.sessionId === id) task.sessionStatus = status;
+    });
+  }
+
+  // ---- host services for guests -------------------------------------------------------------
+
+  private async hostRequest(op: string, body: unknown, ctx: CallContext, component: string): Promise<unknown> {
+    const b = body as Record<string, unknown>;
+    switch (op) {
+      case 'session.begin': {
+        let meta;
+        try {
+          meta = this.sessions.begin(String(b['workspace']));
+        } catch (err) {
+          throw { tag: 'failed', val: messageOf(err) };
+        }
+        this.store.insertSession({ id: meta.id, workspace: meta.workspace, task_id: ctx.taskId || null, status: 'open', created_at: meta.createdAt, finished_at: null });
+        if (ctx.taskId && this.state.current.tasks[ctx.taskId]) this.setTask(ctx.taskId, { sessionId: meta.id, sessionStatus: 'open' });
+        return meta.id;
+      }
+      case 'session.meta':
+        return { workspace: this.sessions.meta(String(b['id'])).workspace };
+      case 'session.diff':
+        return this.sessions.diff(String(b['id'])).map((c) => ({ path: c.path, kind: c.kind, unified: c.unified ?? undefined }));
+      case 'session.commit':
+        try {
+          this.commitSession(String(b['id']));
+        } catch (err) {
+          const e = err as WardenError;
+          if (e.code === 'E_SESSION_CONFLICT') throw { tag: 'conflict', val: (e.detail?.['paths'] as string[]) ?? [] };
+          throw { tag: 'failed', val: messageOf(err) };
+        }
+        return null;
+      case 'session.rollback':
+        this.discardSession(String(b['id']));
+        return null;
+      case 'inference.chat': {
+        const remaining = ctx.deadline - Date.now();
+        const response = await this.inference.chat(body as ChatRequest, AbortSignal.timeout(Math.max(1, remaining)));
+        if (ctx.taskId && this.state.current.tasks[ctx.taskId]) {
+          this.state.update((d) => {
+            const usage = d.tasks[ctx.taskId]!.usage;
+            usage.promptTokens += response.usage.promptTokens;
+            usage.completionTokens += response.usage.completionTokens;
+          });
+        }
+        return response;
+      }
+      default:
+        throw new WardenError('E_BAD_INPUT', `${component} asked for unknown host service ${op}`);
+    }
+  }
+
+  /** Extra listeners for guest output (used by `warden tool run`). */
+  outputListener: ((stream: 'stdout' | 'stderr', bytes: Uint8Array) => void) | null = null;
+
+  private onNotice(notice: Notice): void {
+    const taskId = notice.ctx?.taskId ?? '';
+    const body = notice.body as Record<string, unknown>;
+    switch (notice.op) {
+      case 'progress':
+        if (taskId) this.addStep(taskId, notice.component, String(body['step']), String(body['detail']));
+        break;
+      case 'log':
+        this.log.info({ component: notice.component, task: taskId || undefined, level: body['level'] }, String(body['message']));
+        break;
+      case 'span-start':
+        if (taskId && this.state.current.tasks[taskId]) {
+          const id = String(body['spanId']);
+          this.state.update((d) => {
+            d.tasks[taskId]!.toolCalls[id] = {
+              id, caller: notice.component, target: String(body['target']), method: String(body['method']),
+              input: String(body['input']), status: 'running', startedAt: Number(body['startedAt']),
+            };
+          });
+        }
+        break;
+      case 'span-end':
+        if (taskId && this.state.current.tasks[taskId]?.toolCalls[String(body['spanId'])]) {
+          this.state.update((d) => {
+            const call = d.tasks[taskId]!.toolCalls[String(body['spanId'])]!;
+            call.status = body['ok'] ? 'ok' : 'error';
+            call.output = String(body['output']);
+            call.durationMs = Number(body['durationMs']);
+          });
+        }
+        break;
+      case 'denied':
+        this.store.audit('denied', body, notice.component, taskId || undefined);
+        if (taskId) this.addStep(taskId, notice.component, 'denied', String(body['reason']));
+        break;
+      case 'stdout':
+      case 'stderr':
+        if (this.outputListener) this.outputListener(notice.op, body as unknown as Uint8Array);
+        else this.log.debug({ component: notice.component }, Buffer.from(body as unknown as Uint8Array).toString('utf8'));
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** Stop workers and close the store. */
+  async close(): Promise<void> {
+    await this.mesh.close();
+    this.state.flush();
+    this.store.close();
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * Messages between the main thread and component workers, and between workers.
+ * Everything here is structured-clone data; payloads are the WIT `payload` variant.
+ */
+import type { MessagePort } from 'node:worker_threads';
+import type { CompiledComponent } from '../engine/index.js';
+import type { Grants, Limits } from '../grants/index.js';
+
+/** WIT `payload`: JSON text or bytes. */
+export type Payload = { tag: 'json'; val: string } | { tag: 'bytes'; val: Uint8Array };
+
+/** WIT `mesh-error` cases. */
+export type MeshErrorTag = 'unknown-target' | 'denied' | 'timeout' | 'cycle' | 'busy' | 'failed';
+
+/** What travels with every call: who is calling, for which task, until when, with what authority. */
+export interface CallContext {
+  /** Task the call belongs to (spans and progress land on it); empty for calls outside a task. */
+  taskId: string;
+  /** Session the task works in; the filesystem preopen of a callee. */
+  sessionId: string | null;
+  /** Component names from the first caller to the current callee. */
+  chain: string[];
+  /** Absolute deadline, ms since the epoch. */
+  deadline: number;
+  /** The caller's effective grants (the callee's are intersected with them). */
+  grants: Grants;
+  /** Program arguments and stdin for `wasi:cli/command` runs. */
+  args?: string[];
+  stdin?: Uint8Array;
+}
+
+/** A call of an exported function: `method` is `tool.call`, `tool.describe`, `agent.run`, `supervisor.handle-task` or `run`. */
+export interface CallRequest {
+  type: 'call';
+  id: number;
+  method: string;
+  payload: Payload;
+  ctx: CallContext;
+  /** The caller's signal word; the callee notifies it after replying (absent for async callers). */
+  signal?: SharedArrayBuffer;
+}
+
+/** The answer to a {@link CallRequest}. */
+export type CallReply =
+  | { type: 'reply'; id: number; ok: true; payload: Payload; exitCode?: number }
+  | { type: 'reply'; id: number; ok: false; error: { tag: MeshErrorTag; message: string }; exitCode?: number; trapped?: boolean };
+
+/** A synchronous request from a worker to a host service on the main thread. */
+export interface HostRequest {
+  type: 'host';
+  id: number;
+  op: string;
+  body: unknown;
+  ctx: CallContext;
+  component: string;
+}
+
+/** The answer to a {@link HostRequest}. */
+export type HostReply = { type: 'host-reply'; id: number; ok: true; value: unknown } | { type: 'host-reply'; id: number; ok: false; error: unknown };
+
+/** A fire-and-forget notice from a worker to the main thread. */
+export interface Notice {
+  type: 'notice';
+  op: 'log' | 'progress' | 'span-start' | 'span-end' | 'stdout' | 'stderr' | 'denied' | 'kill-peer' | 'peer-gone';
+  body: unknown;
+  ctx?: CallContext;
+  component: string;
+}
+
+/** What a worker starts with (`workerData`). */
+export interface WorkerInit {
+  workerId: number;
+  name: string;
+  kind: 'tool' | 'agent' | 'supervisor' | 'command';
+  component: CompiledComponent;
+  /** requested ∩ granted: the most this component can ever hold. */
+  grants: Grants;
+  limits: Limits;
+  /** Fresh instance per call (tools) or one long-lived instance (agents, supervisors). */
+  fresh: boolean;
+  control: MessagePort;
+  signal: SharedArrayBuffer;
+  sessionsDir: string;
+  sqlDir: string;
+  /** `warden tool run` mounts: host dirs exposed as sessions (ro or rw) at guest paths. */
+  mounts?: Array<{ sessionId: string; guestPath: string; mode: 'ro' | 'rw' }>;
+}

@@ -1,0 +1,170 @@
+/**
+ * The kernel's state document and its patch log. Every change goes through
+ * {@link StateDocument.update}, which records RFC 6902 operations (fast-json-patch) on JSON
+ * Pointers (RFC 6901). Operations of one tick are coalesced into one envelope `{seq, ts, ops}`;
+ * sequence numbers are contiguous, so a client that sees a gap knows to resync.
+ */
+import fastJsonPatch from 'fast-json-patch';
+import type { Operation } from 'fast-json-patch';
+
+const { applyPatch, deepClone } = fastJsonPatch;
+
+/** One entry of the patch log. `ts` in ms since the epoch. */
+export interface Envelope {
+  seq: number;
+  ts: number;
+  ops: Operation[];
+}
+
+/** A full copy of the document at `seq`. */
+export interface Snapshot {
+  seq: number;
+  state: KernelState;
+}
+
+/** A step of a task (a progress report of a component). */
+export interface TaskStep {
+  n: number;
+  component: string;
+  step: string;
+  detail: string;
+  ts: number;
+}
+
+/** A call over the mesh made on behalf of a task. */
+export interface ToolCall {
+  id: string;
+  caller: string;
+  target: string;
+  method: string;
+  input: string;
+  status: 'running' | 'ok' | 'error';
+  output?: string;
+  startedAt: number;
+  durationMs?: number;
+}
+
+/** A task as shown to clients. */
+export interface TaskState {
+  id: string;
+  prompt: string;
+  workspace: string;
+  model: string;
+  status: 'queued' | 'running' | 'succeeded' | 'failed' | 'interrupted';
+  sessionId: string | null;
+  sessionStatus?: 'open' | 'committed' | 'discarded';
+  createdAt: number;
+  finishedAt?: number;
+  summary?: string;
+  error?: string;
+  /** Keyed by step number, so JSON Pointers stay stable. */
+  steps: Record<string, TaskStep>;
+  /** Keyed by call id. */
+  toolCalls: Record<string, ToolCall>;
+  diff?: Array<{ path: string; kind: string; unified?: string; added?: number; removed?: number }>;
+  usage: { promptTokens: number; completionTokens: number };
+}
+
+/** The whole document. */
+export interface KernelState {
+  kernel: { startedAt: number; version: string };
+  components: Record<string, { name: string; kind: string; version: string; sha256: string; workers: number }>;
+  tasks: Record<string, TaskState>;
+}
+
+/** How many envelopes the log retains; older `since` values get a snapshot. */
+export const DEFAULT_RETAINED = 10_000;
+
+type Listener = (envelope: Envelope) => void;
+
+/** The state document with its sequenced patch log. */
+export class StateDocument {
+  private doc: KernelState;
+  private mirror: KernelState;
+  private seqNo = 0;
+  private readonly log: Envelope[] = [];
+  private pending: Operation[] = [];
+  private flushScheduled = false;
+  private readonly listeners = new Set<Listener>();
+
+  constructor(initial: KernelState, private readonly retained = DEFAULT_RETAINED) {
+    this.doc = deepClone(initial) as KernelState;
+    this.mirror = deepClone(initial) as KernelState;
+  }
+
+  /** Sequence number of the last envelope published. */
+  get seq(): number {
+    return this.seqNo;
+  }
+
+  /** A deep copy of the document as of {@link seq} (pending changes of this tick excluded). */
+  snapshot(): Snapshot {
+    return { seq: this.seqNo, state: deepClone(this.mirror) as KernelState };
+  }
+
+  /**
+   * Change the document. `mutate` edits a draft; the change is recorded as RFC 6902 operations
+   * and published with the other changes of the same tick as one envelope.
+   */
+  update(mutate: (draft: KernelState) => void, ops?: Operation[]): void {
+    if (ops) {
+      applyPatch(this.doc, deepClone(ops) as Operation[]);
+      this.pending.push(...ops);
+    } else {
+      const before = JSON.stringify(this.doc);
+      mutate(this.doc);
+      if (JSON.stringify(this.doc) === before) return;
+      this.pending.push(...fastJsonPatch.compare(this.mirrorWithPending(), this.doc));
+    }
+    this.schedule();
+  }
+
+  private mirrorWithPending(): KernelState {
+    if (this.pending.length === 0) return this.mirror;
+    const copy = deepClone(this.mirror) as KernelState;
+    applyPatch(copy, deepClone(this.pending) as Operation[]);
+    return copy;
+  }
+
+  private schedule(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  /** Publish pending operations now (normally done once per tick). */
+  flush(): void {
+    this.flushScheduled = false;
+    if (this.pending.length === 0) return;
+    const ops = this.pending;
+    this.pending = [];
+    applyPatch(this.mirror, deepClone(ops) as Operation[]);
+    const envelope: Envelope = { seq: ++this.seqNo, ts: Date.now(), ops };
+    this.log.push(envelope);
+    if (this.log.length > this.retained) this.log.splice(0, this.log.length - this.retained);
+    for (const listener of this.listeners) listener(envelope);
+  }
+
+  /** Read the current document (including changes not yet published). Do not mutate. */
+  get current(): Readonly<KernelState> {
+    return this.doc;
+  }
+
+  /**
+   * Envelopes after `since`, or null when `since` has left the retained log (the client needs a
+   * snapshot) or is ahead of it.
+   */
+  since(since: number): Envelope[] | null {
+    if (since > this.seqNo) return null;
+    if (since === this.seqNo) return [];
+    const first = this.log[0];
+    if (!first || since < first.seq - 1) return null;
+    return this.log.slice(since - first.seq + 1);
+  }
+
+  /** Subscribe to every new envelope. @returns unsubscribe */
+  subscribe(listener: Listener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}
