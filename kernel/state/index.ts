@@ -6,6 +6,7 @@
  */
 import fastJsonPatch from 'fast-json-patch';
 import type { Operation } from 'fast-json-patch';
+import type { FileChange } from '../vfs/index.js';
 
 const { applyPatch, deepClone } = fastJsonPatch;
 
@@ -61,7 +62,7 @@ export interface TaskState {
   steps: Record<string, TaskStep>;
   /** Keyed by call id. */
   toolCalls: Record<string, ToolCall>;
-  diff?: Array<{ path: string; kind: string; unified?: string; added?: number; removed?: number }>;
+  diff?: FileChange[];
   usage: { promptTokens: number; completionTokens: number };
 }
 

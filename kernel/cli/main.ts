@@ -1,0 +1,224 @@
+/**
+ * The `warden` command line: `serve`, `run`, `session`, `tool run`. Errors print one line
+ * (`warden: …`) and set a non-zero exit code; `--json` prints machine-readable results.
+ */
+import { Command, Option } from 'commander';
+import { resolve } from 'node:path';
+import { Kernel, DEFAULT_MODEL } from '../kernel.js';
+import { messageOf, isWardenError } from '../errors.js';
+import { buildServer } from '../server/index.js';
+import { SessionFs, type FileChange } from '../vfs/index.js';
+import { Store } from '../store/index.js';
+import { readStdin, runTool } from './tool-run.js';
+import { join } from 'node:path';
+
+const program = new Command();
+program
+  .name('warden')
+  .description('A WebAssembly-sandboxed agent kernel: runs supervisor, agent and tool components under deny-by-default grants.')
+  .version('0.1.0')
+  .showHelpAfterError();
+
+const dataDirOption = () => new Option('--data-dir <dir>', 'data directory: database, sessions, caches').default('.warden');
+
+function fail(err: unknown, code = 1): never {
+  process.stderr.write(`warden: ${messageOf(err)}\n`);
+  process.exit(code);
+}
+
+function summary(changes: FileChange[]): string {
+  if (changes.length === 0) return 'no changes';
+  return changes
+    .map((c) => `  ${c.kind === 'added' ? 'A' : c.kind === 'deleted' ? 'D' : 'M'} ${c.path}${c.added !== undefined ? `  (+${c.added} -${c.removed})` : ''}`)
+    .join('\n');
+}
+
+program
+  .command('serve')
+  .description('run the kernel with its HTTP API and web UI')
+  .option('--host <host>', 'address to listen on', '127.0.0.1')
+  .option('--port <port>', 'port to listen on', '8787')
+  .addOption(dataDirOption())
+  .option('--base-url <url>', 'base URL of the default OpenAI-compatible backend (default: $OPENAI_BASE_URL or local Ollama)')
+  .action(async (opts: { host: string; port: string; dataDir: string; baseUrl?: string }) => {
+    const started = Date.now();
+    const kernel = await Kernel.start({ dataDir: opts.dataDir, ...(opts.baseUrl ? { baseURL: opts.baseUrl } : {}) }).catch((e) => fail(e));
+    const app = await buildServer(kernel);
+    try {
+      await app.listen({ host: opts.host, port: Number(opts.port) });
+    } catch (err) {
+      await kernel.close();
+      fail(`cannot listen on ${opts.host}:${opts.port}: ${messageOf(err)}`);
+    }
+    process.stdout.write(`warden: ready on http://${opts.host}:${opts.port} in ${Date.now() - started} ms (data: ${resolve(opts.dataDir)})\n`);
+    const stop = async () => {
+      await app.close();
+      await kernel.close();
+      process.exit(0);
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+
+program
+  .command('run')
+  .description('run one task in-process and print the diff summary')
+  .argument('<task...>', 'what the agent should do')
+  .option('--workspace <dir>', 'repository to work on', '.')
+  .option('--model <target>', 'model@backend or a model of the default backend', DEFAULT_MODEL)
+  .option('--commit', 'commit the session into the workspace when the task succeeds')
+  .option('--max-turns <n>', 'inference turns before the agent stops', '30')
+  .option('--base-url <url>', 'base URL of the default backend (default: $OPENAI_BASE_URL or http://127.0.0.1:11434/v1)')
+  .option('--json', 'print the final task as JSON')
+  .addOption(dataDirOption())
+  .action(async (words: string[], opts: { workspace: string; model: string; commit?: boolean; maxTurns: string; baseUrl?: string; json?: boolean; dataDir: string }) => {
+    const kernel = await Kernel.start({ dataDir: opts.dataDir, quiet: true, ...(opts.baseUrl ? { baseURL: opts.baseUrl } : {}) }).catch((e) => fail(e));
+    let id: string;
+    try {
+      id = kernel.submitTask({ prompt: words.join(' '), workspace: opts.workspace, model: opts.model, maxTurns: Number(opts.maxTurns) });
+    } catch (err) {
+      await kernel.close();
+      fail(err);
+    }
+    const seen = new Set<string>();
+    const unsubscribe = kernel.state.subscribe(() => {
+      if (opts.json) return;
+      const task = kernel.state.current.tasks[id];
+      if (!task) return;
+      for (const step of Object.values(task.steps)) {
+        const key = `s${step.n}`;
+        if (!seen.has(key)) process.stderr.write(`· ${step.component}: ${step.step} ${step.detail.split('\n')[0]!.slice(0, 120)}\n`);
+        seen.add(key);
+      }
+      for (const call of Object.values(task.toolCalls)) {
+        const key = `c${call.id}${call.status}`;
+        if (call.status !== 'running' && !seen.has(key)) {
+          process.stderr.write(`  ${call.status === 'ok' ? '✓' : '✗'} ${call.target} ${call.input.slice(0, 100)} (${call.durationMs} ms)\n`);
+        }
+        seen.add(key);
+      }
+    });
+    const task = await kernel.waitForTask(id);
+    unsubscribe();
+    let committed = false;
+    let commitError: string | undefined;
+    if (task.status === 'succeeded' && opts.commit && task.sessionId) {
+      try {
+        kernel.commitSession(task.sessionId);
+        committed = true;
+      } catch (err) {
+        commitError = messageOf(err);
+      }
+    }
+    const finalTask = kernel.state.current.tasks[id]!;
+    await kernel.close();
+    if (opts.json) {
+      process.stdout.write(`${JSON.stringify({ ...finalTask, committed, ...(commitError ? { commitError } : {}) }, null, 2)}\n`);
+    } else if (task.status === 'succeeded') {
+      process.stdout.write(`${task.summary}\n\n${summary(task.diff ?? [])}\n`);
+      if (committed) process.stdout.write(`committed session ${task.sessionId} into ${task.workspace}\n`);
+      else if (task.sessionId) process.stdout.write(`session ${task.sessionId} is open: \`warden session diff ${task.sessionId}\`, then \`warden session commit ${task.sessionId}\` or \`warden session discard ${task.sessionId}\`\n`);
+    } else {
+      process.stderr.write(`warden: task ${id} failed: ${task.error}\n`);
+    }
+    if (commitError) process.stderr.write(`warden: commit failed: ${commitError}\n`);
+    process.exit(task.status === 'succeeded' && !commitError ? 0 : 1);
+  });
+
+/** Session commands work on the data directory directly; no kernel needs to run. */
+function sessionStore(dataDir: string): { sessions: SessionFs; store: Store } {
+  return { sessions: new SessionFs(join(resolve(dataDir), 'sessions')), store: new Store(join(resolve(dataDir), 'warden.db')) };
+}
+
+const session = program.command('session').description('list, inspect, commit or discard sessions');
+session
+  .command('list')
+  .description('sessions and their status')
+  .addOption(dataDirOption())
+  .option('--all', 'include committed and discarded sessions')
+  .option('--json', 'print JSON')
+  .action((opts: { dataDir: string; all?: boolean; json?: boolean }) => {
+    const { store } = sessionStore(opts.dataDir);
+    const rows = store.sessions(opts.all ? undefined : 'open');
+    if (opts.json) process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+    else if (rows.length === 0) process.stdout.write(opts.all ? 'no sessions\n' : 'no open sessions\n');
+    else for (const r of rows) process.stdout.write(`${r.id}  ${r.status.padEnd(9)}  ${r.created_at}  ${r.workspace}${r.task_id ? `  (task ${r.task_id})` : ''}\n`);
+  });
+session
+  .command('diff')
+  .argument('<id>', 'session id')
+  .description('the changes of an open session (unified diff)')
+  .addOption(dataDirOption())
+  .option('--json', 'print JSON')
+  .action((id: string, opts: { dataDir: string; json?: boolean }) => {
+    try {
+      const changes = sessionStore(opts.dataDir).sessions.diff(id);
+      if (opts.json) process.stdout.write(`${JSON.stringify(changes, null, 2)}\n`);
+      else process.stdout.write(`${summary(changes)}\n\n${changes.map((c) => c.unified ?? `(binary) ${c.path}\n`).join('')}`);
+    } catch (err) {
+      fail(err);
+    }
+  });
+for (const [name, verb] of [['commit', 'commit the session into its workspace'], ['discard', 'discard the session']] as const) {
+  session
+    .command(name)
+    .argument('<id>', 'session id')
+    .description(verb)
+    .addOption(dataDirOption())
+    .action((id: string, opts: { dataDir: string }) => {
+      const { sessions, store } = sessionStore(opts.dataDir);
+      try {
+        if (name === 'commit') {
+          const changes = sessions.commit(id);
+          store.finishSession(id, 'committed');
+          store.audit('session.commit', { session: id, files: changes.length });
+          process.stdout.write(`committed ${id}:\n${summary(changes)}\n`);
+        } else {
+          sessions.rollback(id);
+          store.finishSession(id, 'discarded');
+          store.audit('session.discard', { session: id });
+          process.stdout.write(`discarded ${id}\n`);
+        }
+      } catch (err) {
+        fail(err, isWardenError(err, 'E_SESSION_CONFLICT') ? 2 : 1);
+      }
+    });
+}
+
+const tool = program.command('tool').description('run single components');
+const collect = (value: string, previous: string[]) => [...previous, value];
+tool
+  .command('run')
+  .description('run a wasi:cli/command or a Warden tool component with only what the flags grant')
+  .argument('<component>', 'COMPONENT.wasm')
+  .argument('[args...]', 'program arguments (a tool takes its input JSON as the first, or from stdin)')
+  .option('--dir <HOST[::GUEST]>', 'preopen a host directory read-only', collect, [])
+  .option('--dir-rw <HOST[::GUEST]>', 'preopen a host directory through a session (writes reach HOST only with --commit)', collect, [])
+  .option('--commit', 'commit --dir-rw sessions when the guest exits 0')
+  .option('--env <NAME[=VALUE]>', 'pass one environment variable', collect, [])
+  .option('--timeout-ms <n>', 'wall-clock limit in ms (exit 124 when hit)', '300000')
+  .option('--max-memory-mb <n>', 'memory cap per core memory in MiB', '256')
+  .option('--json', 'print a JSON result instead of the guest output summary')
+  .addOption(dataDirOption())
+  .action(async (component: string, args: string[], opts: { dir: string[]; dirRw: string[]; commit?: boolean; env: string[]; timeoutMs: string; maxMemoryMb: string; json?: boolean; dataDir: string }) => {
+    const stdout: Buffer[] = [];
+    const result = await runTool({
+      component, args, dirs: opts.dir, dirsRw: opts.dirRw, commit: opts.commit ?? false, env: opts.env,
+      timeoutMs: Number(opts.timeoutMs), maxMemoryMb: Number(opts.maxMemoryMb), dataDir: resolve(opts.dataDir),
+      stdin: readStdin,
+      stdout: (b) => (opts.json ? stdout.push(Buffer.from(b)) : process.stdout.write(b)),
+      stderr: (b) => process.stderr.write(b),
+    });
+    if (opts.json) {
+      process.stdout.write(`${JSON.stringify({ ...result, stdout: Buffer.concat(stdout).toString('utf8') }, null, 2)}\n`);
+    } else {
+      if (result.output !== undefined) process.stdout.write(`${result.output}\n`);
+      for (const m of result.changes) {
+        process.stderr.write(`${m.committed ? 'committed' : 'discarded (use --commit to keep)'} ${m.mount}:\n${summary(m.changes)}\n`);
+      }
+      if (result.reason) process.stderr.write(`warden: ${result.reason}\n`);
+    }
+    process.exit(result.exitCode);
+  });
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,19 @@
+/** The one place kernel error codes become HTTP status codes. */
+import type { ErrorCode } from '../errors.js';
+
+const STATUS: Partial<Record<ErrorCode, number>> = {
+  E_BAD_INPUT: 400,
+  E_CONFIG: 400,
+  E_PATH_ESCAPE: 400,
+  E_NOT_FOUND: 404,
+  E_CAPABILITY_DENIED: 403,
+  E_SESSION_CONFLICT: 409,
+  E_SESSION_STATE: 409,
+  E_MESH_BUSY: 503,
+  E_INFERENCE_UNAVAILABLE: 502,
+};
+
+/** HTTP status for a kernel error code (500 for anything unexpected). */
+export function statusFor(code: ErrorCode): number {
+  return STATUS[code] ?? 500;
+}

@@ -1,0 +1,50 @@
+/** Tasks and sessions over REST. */
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { WardenError } from '../../errors.js';
+import type { Kernel } from '../../kernel.js';
+
+const taskBody = z
+  .object({
+    task: z.string().min(1, 'say what the agent should do').max(100_000),
+    workspace: z.string().min(1),
+    model: z.string().min(1).max(200).optional(),
+    maxTurns: z.number().int().min(1).max(200).optional(),
+  })
+  .strict();
+
+function parse<T>(schema: z.ZodType<T>, value: unknown): T {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new WardenError('E_BAD_INPUT', `${issue.path.join('.') || 'body'}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+const sessionId = z.object({ id: z.string().regex(/^s-[0-9a-f]{8}$/, 'not a session id') });
+const taskId = z.object({ id: z.string().regex(/^t-[0-9a-f]{8}$/, 'not a task id') });
+
+/** `POST /api/tasks`, `GET /api/tasks[/:id]`, `GET|POST /api/sessions/...`. */
+export async function taskRoutes(app: FastifyInstance, opts: { kernel: Kernel }): Promise<void> {
+  const { kernel } = opts;
+  app.post('/api/tasks', async (req, reply) => {
+    const body = parse(taskBody, req.body);
+    const id = kernel.submitTask({ prompt: body.task, workspace: body.workspace, ...(body.model ? { model: body.model } : {}), ...(body.maxTurns ? { maxTurns: body.maxTurns } : {}) });
+    return reply.code(201).send({ id });
+  });
+  app.get('/api/tasks', async () => Object.values(kernel.state.current.tasks));
+  app.get('/api/tasks/:id', async (req) => {
+    const { id } = parse(taskId, req.params);
+    const task = kernel.state.current.tasks[id];
+    if (!task) throw new WardenError('E_NOT_FOUND', `no task ${id}`);
+    return task;
+  });
+  app.get('/api/sessions', async () => kernel.store.sessions());
+  app.get('/api/sessions/:id/diff', async (req) => kernel.sessions.diff(parse(sessionId, req.params).id));
+  app.post('/api/sessions/:id/commit', async (req) => ({ committed: kernel.commitSession(parse(sessionId, req.params).id).length }));
+  app.post('/api/sessions/:id/discard', async (req) => {
+    kernel.discardSession(parse(sessionId, req.params).id);
+    return { discarded: true };
+  });
+}
