@@ -2,6 +2,7 @@
 /// <reference path="./interfaces/warden-kernel-log.d.ts" />
 /// <reference path="./interfaces/warden-kernel-tool.d.ts" />
 /// <reference path="./interfaces/warden-kernel-types.d.ts" />
+/// <reference path="./interfaces/wasi-cli-environment.d.ts" />
 /// <reference path="./interfaces/wasi-clocks-wall-clock.d.ts" />
 /// <reference path="./interfaces/wasi-filesystem-preopens.d.ts" />
 /// <reference path="./interfaces/wasi-filesystem-types.d.ts" />
@@ -11,6 +12,7 @@
 declare module 'warden:kernel/tool-component@0.1.0' {
   export type * as WardenKernelLog010 from 'warden:kernel/log@0.1.0'; // import warden:kernel/log@0.1.0
   export type * as WardenKernelTypes010 from 'warden:kernel/types@0.1.0'; // import warden:kernel/types@0.1.0
+  export type * as WasiCliEnvironment0212 from 'wasi:cli/environment@0.2.12'; // import wasi:cli/environment@0.2.12
   export type * as WasiClocksWallClock0212 from 'wasi:clocks/wall-clock@0.2.12'; // import wasi:clocks/wall-clock@0.2.12
   export type * as WasiFilesystemPreopens0212 from 'wasi:filesystem/preopens@0.2.12'; // import wasi:filesystem/preopens@0.2.12
   export type * as WasiFilesystemTypes0212 from 'wasi:filesystem/types@0.2.12'; // import wasi:filesystem/types@0.2.12

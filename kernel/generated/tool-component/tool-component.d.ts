@@ -2,6 +2,7 @@
 // world warden:kernel/tool-component@0.1.0
 export type * as WardenKernelLog010 from './interfaces/warden-kernel-log.js'; // import warden:kernel/log@0.1.0
 export type * as WardenKernelTypes010 from './interfaces/warden-kernel-types.js'; // import warden:kernel/types@0.1.0
+export type * as WasiCliEnvironment0212 from './interfaces/wasi-cli-environment.js'; // import wasi:cli/environment@0.2.12
 export type * as WasiClocksWallClock0212 from './interfaces/wasi-clocks-wall-clock.js'; // import wasi:clocks/wall-clock@0.2.12
 export type * as WasiFilesystemPreopens0212 from './interfaces/wasi-filesystem-preopens.js'; // import wasi:filesystem/preopens@0.2.12
 export type * as WasiFilesystemTypes0212 from './interfaces/wasi-filesystem-types.js'; // import wasi:filesystem/types@0.2.12
