@@ -19,7 +19,6 @@ enableWasmFeatures();
 const init = workerData as WorkerInit;
 const signal = new Int32Array(init.signal);
 const control = init.control;
-const encoder = new TextEncoder();
 
 type Exports = Record<string, Record<string, (...args: unknown[]) => unknown>>;
 
@@ -358,4 +357,3 @@ try {
 } catch (err) {
   control.postMessage({ type: 'failed', message: (err as Error).message });
 }
-void encoder;
