@@ -216,7 +216,7 @@ tool
       for (const m of result.changes) {
         process.stderr.write(`${m.committed ? 'committed' : 'discarded (use --commit to keep)'} ${m.mount}:\n${summary(m.changes)}\n`);
       }
-      if (result.reason) process.stderr.write(`warden: ${result.reason}\n`);
+      if (result.reason) process.stderr.write(`warden: ${result.reason.split('\n')[0]}\n`);
     }
     process.exit(result.exitCode);
   });

@@ -133,7 +133,7 @@ export async function runTool(options: ToolRunOptions): Promise<ToolRunResult> {
     }
     return result;
   } catch (err) {
-    return { exitCode: 125, reason: messageOf(err), changes: [] };
+    return { exitCode: 125, reason: messageOf(err).split('\n')[0]!, changes: [] };
   } finally {
     await mesh?.close();
     for (const mount of mounts) {

@@ -149,7 +149,7 @@ export class Engine {
         base64Cutoff: Number.MAX_SAFE_INTEGER,
       });
     } catch (cause) {
-      throw new WardenError('E_COMPONENT_INVALID', `not a valid WebAssembly component: ${messageOf(cause)}`, { cause });
+      throw new WardenError('E_COMPONENT_INVALID', `not a valid WebAssembly component: ${messageOf(cause).split('\n')[0]}`, { cause });
     }
     // Write into a temporary directory and rename it into place: a crash never leaves half a cache entry.
     const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
