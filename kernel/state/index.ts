@@ -81,6 +81,9 @@ type Listener = (envelope: Envelope) => void;
 /** The state document with its sequenced patch log. */
 export class StateDocument {
   private doc: KernelState;
+  /** The document as of the last recorded operation: what the next `update` is diffed against. */
+  private shadow: KernelState;
+  /** The document as of the last published envelope: what snapshots show. */
   private mirror: KernelState;
   private seqNo = 0;
   private readonly log: Envelope[] = [];
@@ -90,6 +93,7 @@ export class StateDocument {
 
   constructor(initial: KernelState, private readonly retained = DEFAULT_RETAINED) {
     this.doc = deepClone(initial) as KernelState;
+    this.shadow = deepClone(initial) as KernelState;
     this.mirror = deepClone(initial) as KernelState;
   }
 
@@ -107,24 +111,13 @@ export class StateDocument {
    * Change the document. `mutate` edits a draft; the change is recorded as RFC 6902 operations
    * and published with the other changes of the same tick as one envelope.
    */
-  update(mutate: (draft: KernelState) => void, ops?: Operation[]): void {
-    if (ops) {
-      applyPatch(this.doc, deepClone(ops) as Operation[]);
-      this.pending.push(...ops);
-    } else {
-      const before = JSON.stringify(this.doc);
-      mutate(this.doc);
-      if (JSON.stringify(this.doc) === before) return;
-      this.pending.push(...fastJsonPatch.compare(this.mirrorWithPending(), this.doc));
-    }
+  update(mutate: (draft: KernelState) => void): void {
+    mutate(this.doc);
+    const ops = fastJsonPatch.compare(this.shadow, this.doc);
+    if (ops.length === 0) return;
+    applyPatch(this.shadow, deepClone(ops) as Operation[]);
+    this.pending.push(...ops);
     this.schedule();
-  }
-
-  private mirrorWithPending(): KernelState {
-    if (this.pending.length === 0) return this.mirror;
-    const copy = deepClone(this.mirror) as KernelState;
-    applyPatch(copy, deepClone(this.pending) as Operation[]);
-    return copy;
   }
 
   private schedule(): void {
