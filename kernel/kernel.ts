@@ -8,7 +8,8 @@ import { randomUUID } from 'node:crypto';
 import pino, { type Logger } from 'pino';
 import { Engine } from './engine/index.js';
 import { WardenError, messageOf } from './errors.js';
-import { intersect, KERNEL_GRANTS, readManifest, requested, type Grants, type Manifest } from './grants/index.js';
+import { KERNEL_GRANTS, readManifest, type Manifest } from './grants/index.js';
+import { effectiveGrants, type Effective } from './grants/effective.js';
 import { Mesh, type CallContext, type Notice } from './mesh/index.js';
 import { SessionFs, type FileChange } from './vfs/index.js';
 import { Store } from './store/index.js';
@@ -57,7 +58,7 @@ export class Kernel {
     readonly store: Store,
     readonly config: Config,
     readonly log: Logger,
-    env: NodeJS.ProcessEnv,
+    private readonly env: NodeJS.ProcessEnv,
   ) {
     this.sessions = new SessionFs(join(dataDir, 'sessions'));
     this.engine = new Engine(join(dataDir, 'cache'));
@@ -118,33 +119,17 @@ export class Kernel {
     await Promise.all(manifests.map((m) => this.loadComponent(m, join(BUILT_COMPONENTS, `${m.name}.wasm`), true)));
   }
 
-  /** Effective grants of a component: requested ∩ granted by the operator (built-ins: as requested unless configured). */
-  grantsFor(manifest: Manifest, builtin: boolean): Grants {
-    const want = requested(manifest);
-    const configured = this.config.grants[manifest.name];
-    if (!configured) return builtin ? want : intersect(want, { ...KERNEL_GRANTS, filesystem: 'none', mesh: [], inference: [], session: false });
-    return intersect(want, {
-      filesystem: configured.filesystem ?? 'none',
-      sql: configured.sql ?? null,
-      mesh: configured.mesh ?? [],
-      inference: configured.inference ?? [],
-      session: configured.session ?? false,
-      env: configured.env ?? {},
-    });
+  /** Effective grants and limits of a component, with where each came from. */
+  effectiveFor(manifest: Manifest, builtin: boolean): Effective {
+    return effectiveGrants(manifest, this.config.grants[manifest.name], { builtin, defaults: this.config.limits, env: this.env });
   }
 
   /** Load one component and start its workers. */
   async loadComponent(manifest: Manifest, wasmPath: string, builtin: boolean): Promise<void> {
-    const compiled = await this.engine.load(wasmPath, { memoryMb: manifest.limits.memoryMb });
+    const { grants, limits } = this.effectiveFor(manifest, builtin);
+    const compiled = await this.engine.load(wasmPath, { memoryMb: limits.memoryMb });
     const workers = manifest.kind === 'tool' ? this.config.toolWorkers : 1;
-    await this.mesh.add({
-      name: manifest.name,
-      kind: manifest.kind,
-      compiled,
-      grants: this.grantsFor(manifest, builtin),
-      limits: manifest.limits,
-      workers,
-    });
+    await this.mesh.add({ name: manifest.name, kind: manifest.kind, compiled, grants, limits, workers });
     this.store.upsertComponent(manifest.name, manifest.kind, manifest.version, compiled.sha256);
     this.state.update((d) => {
       d.components[manifest.name] = { name: manifest.name, kind: manifest.kind, version: manifest.version, sha256: compiled.sha256, workers };

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Engine } from '../engine/index.js';
 import { WardenError, messageOf } from '../errors.js';
-import { NO_GRANTS, type Grants } from '../grants/index.js';
+import { DEFAULT_LIMITS, NO_GRANTS, type Grants } from '../grants/index.js';
 import { Mesh, type Notice } from '../mesh/index.js';
 import { SessionFs, type FileChange } from '../vfs/index.js';
 
@@ -23,6 +23,8 @@ export interface ToolRunOptions {
   env: string[];
   timeoutMs: number;
   maxMemoryMb: number;
+  /** Cap on stdout + stderr, bytes; excess is cut with a marker. */
+  outputBytes?: number;
   dataDir: string;
   stdin: () => Uint8Array;
   stdout: (bytes: Uint8Array) => void;
@@ -101,7 +103,7 @@ export async function runTool(options: ToolRunOptions): Promise<ToolRunResult> {
       kind,
       compiled,
       grants,
-      limits: { timeoutMs: options.timeoutMs, memoryMb: options.maxMemoryMb },
+      limits: { timeoutMs: options.timeoutMs, memoryMb: options.maxMemoryMb, outputBytes: options.outputBytes ?? DEFAULT_LIMITS.outputBytes },
       workers: 1,
       mounts: mounts.map(({ sessionId, guestPath, mode }) => ({ sessionId, guestPath, mode })),
     });

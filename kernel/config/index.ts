@@ -7,15 +7,21 @@ import { existsSync, readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { WardenError } from '../errors.js';
 import { DEFAULT_BASE_URL, type Backend } from '../inference/index.js';
+import { formatIssues, grantFields, limitsSchema } from '../grants/index.js';
 
 const grantSchema = z
   .object({
-    filesystem: z.enum(['none', 'session:ro', 'session:rw']).optional(),
-    sql: z.object({ scope: z.string(), mode: z.enum(['ro', 'rw']) }).nullable().optional(),
-    mesh: z.array(z.string()).optional(),
-    inference: z.array(z.string()).optional(),
-    session: z.boolean().optional(),
-    env: z.record(z.string(), z.string()).optional(),
+    filesystem: grantFields.filesystem.optional(),
+    sql: grantFields.sql.optional(),
+    mesh: grantFields.mesh.optional(),
+    inference: grantFields.inference.optional(),
+    session: grantFields.session.optional(),
+    /** Variable name → value; a value `$NAME` is read from the kernel's environment at start. */
+    env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name'), z.string()).optional(),
+    http: grantFields.http.optional(),
+    sockets: grantFields.sockets.optional(),
+    /** Overrides of the component's limits (win over its manifest). */
+    limits: limitsSchema.optional(),
   })
   .strict();
 
@@ -26,6 +32,8 @@ const configSchema = z
       .optional(),
     /** Grants per component name; a component without an entry gets what its manifest requests if it is built in, nothing otherwise. */
     grants: z.record(z.string(), grantSchema).default({}),
+    /** Default limits per call for every component (a manifest may lower or raise them; a grant overrides both). */
+    limits: limitsSchema.default({}),
     toolWorkers: z.number().int().min(1).max(16).default(1),
     maxTurns: z.number().int().min(1).max(200).default(30),
   })
@@ -52,10 +60,7 @@ export function loadConfig(path: string | null, env: NodeJS.ProcessEnv = process
     }
   }
   const parsed = configSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new WardenError('E_CONFIG', `${path}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
-  }
+  if (!parsed.success) throw new WardenError('E_CONFIG', formatIssues(path ?? 'config', parsed.error.issues));
   const backends = parsed.data.backends ?? [
     { name: 'default', baseURL: baseURL ?? env['OPENAI_BASE_URL'] ?? DEFAULT_BASE_URL, apiKeyEnv: 'OPENAI_API_KEY' },
   ];

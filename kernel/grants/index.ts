@@ -29,36 +29,80 @@ export interface Grants {
   session: boolean;
   /** Environment variables visible through `wasi:cli/environment`, by name. */
   env: Record<string, string>;
+  /**
+   * Outbound HTTP hosts for `wasi:http/outgoing-handler`: `host` (ports 80 and 443 only),
+   * `host:port`, `*.suffix` (subdomains of `suffix`, not `suffix` itself; ports 80/443) or
+   * `*.suffix:port`. Matched against the parsed, normalised request authority.
+   */
+  http: string[];
+  /** Raw TCP addresses (`ip:port`) for `wasi:sockets`. Empty: every socket call is denied. */
+  sockets: string[];
 }
 
 /** Limits for one component's calls. */
 export interface Limits {
-  /** Wall-clock deadline per call, ms. */
+  /** Wall-clock deadline per call, ms. Past it the worker is terminated (`E_LIMIT_TIME`). */
   timeoutMs: number;
-  /** Memory cap per core memory, MiB. */
+  /** Memory cap per core memory, MiB (rewritten into each memory's maximum; `E_LIMIT_MEMORY`). */
   memoryMb: number;
+  /** Cap on stdout + stderr and on a result payload, bytes; excess is cut with a marker. */
+  outputBytes: number;
 }
 
-const manifestSchema = z.object({
-  name: z.string().regex(/^[a-z][a-z0-9-]*$/, 'lower-case letters, digits and dashes'),
-  version: z.string().min(1),
-  kind: z.enum(['tool', 'agent', 'supervisor', 'command']),
-  description: z.string().default(''),
-  requests: z
-    .object({
-      filesystem: z.enum(['none', 'session:ro', 'session:rw']).default('none'),
-      sql: z.object({ scope: z.string().regex(/^[a-z][a-z0-9_-]*$/), mode: z.enum(['ro', 'rw']) }).nullable().default(null),
-      mesh: z.array(z.string()).default([]),
-      inference: z.array(z.string()).default([]),
-      session: z.boolean().default(false),
-      env: z.array(z.string()).default([]),
-    })
-    .strict()
-    .default({ filesystem: 'none', sql: null, mesh: [], inference: [], session: false, env: [] }),
-  limits: z
-    .object({ timeoutMs: z.number().int().positive().default(30_000), memoryMb: z.number().int().positive().default(256) })
-    .default({ timeoutMs: 30_000, memoryMb: 256 }),
-});
+const HOST_PATTERN = /^(\*|(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])(:\d{1,5})?$/i;
+const ADDRESS = /^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-f:.]+\]):\d{1,5}$/i;
+
+/** Schemas shared by manifests (what a component requests) and the operator's config (what it is granted). */
+export const grantFields = {
+  filesystem: z.enum(['none', 'session:ro', 'session:rw']),
+  sql: z.object({ scope: z.string().regex(/^[a-z][a-z0-9_-]*$/, 'lower-case letters, digits, _ and -'), mode: z.enum(['ro', 'rw']) }).strict().nullable(),
+  mesh: z.array(z.string().regex(/^(\*|[a-z][a-z0-9-]*\*?)$/, 'a component name, `prefix*` or `*`')),
+  inference: z.array(z.string().min(1)),
+  session: z.boolean(),
+  http: z.array(z.string().regex(HOST_PATTERN, 'a host, `host:port`, `*.suffix` or `*.suffix:port` (no scheme, no path)')),
+  sockets: z.array(z.string().regex(ADDRESS, 'an address `ip:port` (IPv6 in brackets)')),
+};
+
+/** Limits a manifest or the config may set (absent fields: the config's defaults). */
+export const limitsSchema = z
+  .object({
+    timeoutMs: z.number().int().positive().max(86_400_000),
+    memoryMb: z.number().int().positive().max(4096),
+    outputBytes: z.number().int().positive().max(1 << 30),
+  })
+  .partial()
+  .strict();
+
+/** Default limits per call when neither the manifest nor the config sets them. */
+export const DEFAULT_LIMITS: Limits = { timeoutMs: 30_000, memoryMb: 256, outputBytes: 1 << 20 };
+
+const manifestSchema = z
+  .object({
+    name: z.string().regex(/^[a-z][a-z0-9-]*$/, 'lower-case letters, digits and dashes'),
+    version: z.string().min(1),
+    kind: z.enum(['tool', 'agent', 'supervisor', 'command']),
+    description: z.string().default(''),
+    requests: z
+      .object({
+        filesystem: grantFields.filesystem.default('none'),
+        sql: grantFields.sql.default(null),
+        mesh: grantFields.mesh.default([]),
+        inference: grantFields.inference.default([]),
+        session: grantFields.session.default(false),
+        env: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name')).default([]),
+        http: grantFields.http.default([]),
+        sockets: grantFields.sockets.default([]),
+      })
+      .strict()
+      .default({ filesystem: 'none', sql: null, mesh: [], inference: [], session: false, env: [], http: [], sockets: [] }),
+    limits: limitsSchema.default({}),
+  })
+  .strict();
+
+/** Render every zod issue as `source: field.path: message`, one per line. */
+export function formatIssues(source: string, issues: ReadonlyArray<{ path: PropertyKey[]; message: string }>): string {
+  return issues.map((issue) => `${source}: ${issue.path.map(String).join('.') || '(root)'}: ${issue.message}`).join('\n');
+}
 
 /** A component's manifest (`manifest.json` beside its source). */
 export type Manifest = z.infer<typeof manifestSchema>;
@@ -67,8 +111,7 @@ export type Manifest = z.infer<typeof manifestSchema>;
 export function parseManifest(value: unknown, source: string): Manifest {
   const parsed = manifestSchema.safeParse(value);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new WardenError('E_BAD_INPUT', `${source}: ${issue.path.join('.') || '(root)'}: ${issue.message}`);
+    throw new WardenError('E_BAD_INPUT', formatIssues(source, parsed.error.issues), { detail: { issues: parsed.error.issues.map((i) => ({ path: i.path.map(String).join('.'), message: i.message })) } });
   }
   return parsed.data;
 }
@@ -90,17 +133,20 @@ export function readManifest(path: string): Manifest {
 }
 
 /** The grants of nothing at all. */
-export const NO_GRANTS: Grants = { filesystem: 'none', sql: null, mesh: [], inference: [], session: false, env: {} };
+export const NO_GRANTS: Grants = { filesystem: 'none', sql: null, mesh: [], inference: [], session: false, env: {}, http: [], sockets: [] };
 
 /** The kernel's own authority, the caller of a supervisor: everything. */
 export const KERNEL_GRANTS: Grants = {
-  filesystem: 'session:rw', sql: null, mesh: ['*'], inference: ['*'], session: true, env: {},
+  filesystem: 'session:rw', sql: null, mesh: ['*'], inference: ['*'], session: true, env: {}, http: ['*'], sockets: [],
 };
 
 /** What a manifest requests, as grants (env values resolved later, by the operator's grant). */
 export function requested(manifest: Manifest): Grants {
   const r = manifest.requests;
-  return { filesystem: r.filesystem, sql: r.sql, mesh: r.mesh, inference: r.inference, session: r.session, env: Object.fromEntries(r.env.map((k) => [k, ''])) };
+  return {
+    filesystem: r.filesystem, sql: r.sql, mesh: r.mesh, inference: r.inference, session: r.session,
+    env: Object.fromEntries(r.env.map((k) => [k, ''])), http: r.http, sockets: r.sockets,
+  };
 }
 
 const FS_ORDER: FsGrant[] = ['none', 'session:ro', 'session:rw'];
@@ -108,6 +154,59 @@ const FS_ORDER: FsGrant[] = ['none', 'session:ro', 'session:rw'];
 /** True when the pattern list allows `name` (`*`, `prefix*` or exact). */
 export function allows(patterns: string[], name: string): boolean {
   return patterns.some((p) => p === '*' || p === name || (p.endsWith('*') && name.startsWith(p.slice(0, -1))));
+}
+
+interface HostPattern {
+  /** Lower-case host, or `*.suffix`, or `*` for every host. */
+  name: string;
+  /** Exact port, or null for the default ports 80 and 443. */
+  port: number | null;
+}
+
+function parseHostPattern(pattern: string): HostPattern {
+  const match = /^(.*?)(?::(\d+))?$/.exec(pattern)!;
+  return { name: match[1]!.toLowerCase(), port: match[2] === undefined ? null : Number(match[2]) };
+}
+
+function hostMatches(name: string, host: string): boolean {
+  if (name === '*') return true;
+  if (name.startsWith('*.')) return host.endsWith(name.slice(1)) && host.length > name.length - 1;
+  return host === name;
+}
+
+/**
+ * True when an outbound HTTP request to `host`:`port` is granted by `patterns`
+ * (see {@link Grants.http}). `host` must already be normalised: lower case, no trailing dot,
+ * IPv6 in brackets. `*` alone grants every host and port.
+ */
+export function hostAllowed(patterns: string[], host: string, port: number): boolean {
+  return patterns.some((pattern) => {
+    if (pattern === '*') return true;
+    const p = parseHostPattern(pattern);
+    const portOk = p.port === null ? port === 80 || port === 443 : p.port === port;
+    return portOk && hostMatches(p.name, host);
+  });
+}
+
+/** True when every request `inner` grants is also granted by `outer`. */
+function hostCovers(outer: string, inner: string): boolean {
+  if (outer === '*') return true;
+  if (inner === '*') return false;
+  const o = parseHostPattern(outer);
+  const i = parseHostPattern(inner);
+  if (o.port !== null && o.port !== i.port) return false;
+  if (o.port === null && i.port !== null && i.port !== 80 && i.port !== 443) return false;
+  if (i.name.startsWith('*.')) return o.name.startsWith('*.') && (i.name === o.name || i.name.endsWith(o.name.slice(1)));
+  return hostMatches(o.name, i.name);
+}
+
+function intersectHosts(a: string[], b: string[]): string[] {
+  const out = new Set<string>();
+  for (const p of a) for (const q of b) {
+    if (hostCovers(q, p)) out.add(p);
+    else if (hostCovers(p, q)) out.add(q);
+  }
+  return [...out];
 }
 
 function intersectPatterns(a: string[], b: string[]): string[] {
@@ -133,6 +232,8 @@ export function intersect(a: Grants, b: Grants): Grants {
     inference: intersectPatterns(a.inference, b.inference),
     session: a.session && b.session,
     env,
+    http: intersectHosts(a.http, b.http),
+    sockets: a.sockets.filter((address) => b.sockets.includes(address)),
   };
 }
 
