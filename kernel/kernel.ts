@@ -2,13 +2,13 @@
  * The kernel: wires the engine, the mesh, sessions, the store, inference and the state
  * document together, and runs tasks. One per process; the server and the CLI drive it.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import pino, { type Logger } from 'pino';
 import { Engine } from './engine/index.js';
 import { WardenError, messageOf } from './errors.js';
-import { KERNEL_GRANTS, readManifest, type Manifest } from './grants/index.js';
+import { KERNEL_GRANTS, type Manifest } from './grants/index.js';
 import { effectiveGrants, type Effective } from './grants/effective.js';
 import { Mesh, type CallContext, type Notice } from './mesh/index.js';
 import { SessionFs, type FileChange } from './vfs/index.js';
@@ -16,7 +16,8 @@ import { Store } from './store/index.js';
 import { StateDocument, type TaskState } from './state/index.js';
 import { Inference, type ChatRequest } from './inference/index.js';
 import { loadConfig, type Config } from './config/index.js';
-import { BUILT_COMPONENTS, COMPONENT_SOURCES } from './paths.js';
+import { BUILT_COMPONENTS } from './paths.js';
+import { ComponentRegistry, type RegisteredComponent } from './registry/index.js';
 
 /** Options for {@link Kernel.start}. */
 export interface KernelOptions {
@@ -49,6 +50,7 @@ export class Kernel {
   readonly sessions: SessionFs;
   readonly mesh: Mesh;
   readonly engine: Engine;
+  readonly registry: ComponentRegistry;
   readonly inference: Inference;
   private readonly running = new Map<string, Promise<TaskState>>();
   private readonly stepCounters = new Map<string, number>();
@@ -62,6 +64,7 @@ export class Kernel {
   ) {
     this.sessions = new SessionFs(join(dataDir, 'sessions'));
     this.engine = new Engine(join(dataDir, 'cache'));
+    this.registry = new ComponentRegistry(dataDir, store, this.engine);
     this.inference = new Inference(config.backends, env);
     this.state = new StateDocument({ kernel: { startedAt: Date.now(), version: '0.1.0' }, components: {}, tasks: {} });
     this.mesh = new Mesh(
@@ -82,7 +85,7 @@ export class Kernel {
     const store = new Store(join(dataDir, 'warden.db'));
     const kernel = new Kernel(dataDir, store, config, log, env);
     kernel.restore();
-    await kernel.loadBuiltins();
+    await kernel.loadAll();
     return kernel;
   }
 
@@ -109,14 +112,32 @@ export class Kernel {
     }
   }
 
-  private async loadBuiltins(): Promise<void> {
+  /**
+   * Load every component: built-ins must load (the kernel cannot work without them); a pinned
+   * third-party component that fails to load — changed bytes, unknown imports — is refused,
+   * audited and shown in the state document, and the kernel carries on without it.
+   */
+  private async loadAll(): Promise<void> {
     if (!existsSync(BUILT_COMPONENTS)) {
       throw new WardenError('E_NOT_FOUND', `no built components in ${BUILT_COMPONENTS}; run \`npm run build\``);
     }
-    const manifests: Manifest[] = readdirSync(COMPONENT_SOURCES)
-      .filter((name) => existsSync(join(COMPONENT_SOURCES, name, 'manifest.json')))
-      .map((name) => readManifest(join(COMPONENT_SOURCES, name, 'manifest.json')));
-    await Promise.all(manifests.map((m) => this.loadComponent(m, join(BUILT_COMPONENTS, `${m.name}.wasm`), true)));
+    const all = this.registry.list();
+    await Promise.all(all.filter((c) => c.builtin).map((c) => this.loadComponent(c)));
+    for (const component of all.filter((c) => !c.builtin)) {
+      try {
+        await this.loadComponent(component);
+      } catch (err) {
+        const reason = err instanceof WardenError ? `${err.code}: ${err.message}` : messageOf(err);
+        this.log.error({ component: component.name, reason }, 'component refused');
+        this.store.audit('component.refused', { name: component.name, sha256: component.sha256, reason }, component.name);
+        this.state.update((d) => {
+          d.components[component.name] = {
+            name: component.name, kind: component.manifest.kind, version: component.manifest.version, sha256: component.sha256 ?? '',
+            workers: 0, origin: 'pinned', status: 'refused', reason,
+          };
+        });
+      }
+    }
   }
 
   /** Effective grants and limits of a component, with where each came from. */
@@ -124,15 +145,22 @@ export class Kernel {
     return effectiveGrants(manifest, this.config.grants[manifest.name], { builtin, defaults: this.config.limits, env: this.env });
   }
 
-  /** Load one component and start its workers. */
-  async loadComponent(manifest: Manifest, wasmPath: string, builtin: boolean): Promise<void> {
-    const { grants, limits } = this.effectiveFor(manifest, builtin);
-    const compiled = await this.engine.load(wasmPath, { memoryMb: limits.memoryMb });
+  /**
+   * Load one component (pinned ones must match their sha256) and start its workers.
+   * @throws WardenError from {@link Engine.load} and {@link Mesh.add}
+   */
+  async loadComponent(component: RegisteredComponent): Promise<void> {
+    const { manifest } = component;
+    const { grants, limits } = this.effectiveFor(manifest, component.builtin);
+    const compiled = await this.engine.load(component.file, { memoryMb: limits.memoryMb, ...(component.sha256 ? { expectSha256: component.sha256 } : {}) });
     const workers = manifest.kind === 'tool' ? this.config.toolWorkers : 1;
     await this.mesh.add({ name: manifest.name, kind: manifest.kind, compiled, grants, limits, workers });
     this.store.upsertComponent(manifest.name, manifest.kind, manifest.version, compiled.sha256);
     this.state.update((d) => {
-      d.components[manifest.name] = { name: manifest.name, kind: manifest.kind, version: manifest.version, sha256: compiled.sha256, workers };
+      d.components[manifest.name] = {
+        name: manifest.name, kind: manifest.kind, version: manifest.version, sha256: compiled.sha256, workers,
+        origin: component.builtin ? 'builtin' : 'pinned', status: 'loaded',
+      };
     });
   }
 
@@ -332,6 +360,10 @@ export class Kernel {
             call.durationMs = Number(body['durationMs']);
           });
         }
+        break;
+      case 'limit':
+        this.store.audit('limit', body, notice.component, taskId || undefined);
+        if (taskId) this.addStep(taskId, notice.component, 'limit', String(body['reason']));
         break;
       case 'denied':
         this.store.audit('denied', body, notice.component, taskId || undefined);

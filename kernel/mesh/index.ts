@@ -249,7 +249,9 @@ export class Mesh {
       const timer = setTimeout(() => {
         slot.pending.delete(id);
         void slot.worker.terminate();
-        resolve({ type: 'reply', id, ok: false, error: { tag: 'timeout', message: `E_MESH_TIMEOUT: ${target}.${method} did not answer within ${ctx.deadline - start} ms; its worker was stopped` } });
+        const message = `E_LIMIT_TIME: ${target}.${method} did not answer within ${ctx.deadline - start} ms; its worker was stopped and is being replaced`;
+        this.services.notice({ type: 'notice', op: 'limit', component: target, ctx, body: { limit: 'timeoutMs', cap: ctx.deadline - start, reason: message } });
+        resolve({ type: 'reply', id, ok: false, error: { tag: 'timeout', message } });
       }, Math.max(0, ctx.deadline - Date.now()));
       const start = Date.now();
       slot.pending.set(id, (reply) => {

@@ -61,7 +61,7 @@ export type HostReply = { type: 'host-reply'; id: number; ok: true; value: unkno
 /** A fire-and-forget notice from a worker to the main thread. */
 export interface Notice {
   type: 'notice';
-  op: 'log' | 'progress' | 'span-start' | 'span-end' | 'stdout' | 'stderr' | 'denied' | 'kill-peer' | 'peer-gone';
+  op: 'log' | 'progress' | 'span-start' | 'span-end' | 'stdout' | 'stderr' | 'denied' | 'limit' | 'kill-peer' | 'peer-gone';
   body: unknown;
   ctx?: CallContext;
   component: string;

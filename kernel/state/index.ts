@@ -69,8 +69,23 @@ export interface TaskState {
 /** The whole document. */
 export interface KernelState {
   kernel: { startedAt: number; version: string };
-  components: Record<string, { name: string; kind: string; version: string; sha256: string; workers: number }>;
+  components: Record<string, ComponentState>;
   tasks: Record<string, TaskState>;
+}
+
+/** A component as the state document shows it. */
+export interface ComponentState {
+  name: string;
+  kind: string;
+  version: string;
+  /** sha256 of the loaded bytes, hex (of the pin when refused). */
+  sha256: string;
+  workers: number;
+  /** `builtin` (this repository) or `pinned` (`warden component add`). */
+  origin: 'builtin' | 'pinned';
+  /** `loaded`, or `refused` with the reason (changed bytes, unknown imports, …). */
+  status: 'loaded' | 'refused';
+  reason?: string;
 }
 
 /** How many envelopes the log retains; older `since` values get a snapshot. */

@@ -45,7 +45,34 @@ const MIGRATIONS: string[] = [
      task_id TEXT,
      detail TEXT NOT NULL
    );`,
+  // 2: third-party components pinned by sha256 (`warden component add`).
+  `CREATE TABLE pins (
+     name TEXT PRIMARY KEY,
+     sha256 TEXT NOT NULL,
+     kind TEXT NOT NULL,
+     version TEXT NOT NULL,
+     manifest TEXT NOT NULL,
+     file TEXT NOT NULL,
+     size INTEGER NOT NULL,
+     added_at TEXT NOT NULL
+   );`,
 ];
+
+/** A pinned third-party component. */
+export interface PinRow {
+  name: string;
+  /** sha256 of the component bytes (hex) as added; any other bytes are refused. */
+  sha256: string;
+  kind: string;
+  version: string;
+  /** The manifest, JSON. */
+  manifest: string;
+  /** Absolute path of the stored copy. */
+  file: string;
+  /** Size in bytes. */
+  size: number;
+  added_at: string;
+}
 
 /** A task row. Times are ISO 8601 strings. */
 export interface TaskRow {
@@ -145,6 +172,29 @@ export class Store {
       .prepare(`INSERT INTO components (name, kind, version, sha256, loaded_at) VALUES (?, ?, ?, ?, ?)
                 ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, version = excluded.version, sha256 = excluded.sha256, loaded_at = excluded.loaded_at`)
       .run(name, kind, version, sha256, new Date().toISOString());
+  }
+
+  /** Pin (or re-pin) a component. */
+  upsertPin(row: PinRow): void {
+    this.db
+      .prepare(`INSERT INTO pins (name, sha256, kind, version, manifest, file, size, added_at)
+                VALUES (@name, @sha256, @kind, @version, @manifest, @file, @size, @added_at)
+                ON CONFLICT(name) DO UPDATE SET sha256 = excluded.sha256, kind = excluded.kind, version = excluded.version,
+                  manifest = excluded.manifest, file = excluded.file, size = excluded.size, added_at = excluded.added_at`)
+      .run(row);
+  }
+
+  pins(): PinRow[] {
+    return this.db.prepare('SELECT * FROM pins ORDER BY name').all() as PinRow[];
+  }
+
+  pin(name: string): PinRow | undefined {
+    return this.db.prepare('SELECT * FROM pins WHERE name = ?').get(name) as PinRow | undefined;
+  }
+
+  /** @returns whether a pin was removed */
+  removePin(name: string): boolean {
+    return this.db.prepare('DELETE FROM pins WHERE name = ?').run(name).changes > 0;
   }
 
   /** Append an audit event (denials, limit hits, commits). `detail` must hold no secrets. */

@@ -93,18 +93,25 @@ export function cliImports(cli: CliContext): Record<string, Record<string, unkno
   };
 }
 
+/** Kernel functions that return no `result` (a denied call can only trap). */
+const NO_RESULT = new Set(['publish', 'listTools', 'log', 'report']);
+
 /**
  * A stub for an interface the component imports but was not granted. Every function fails:
- * result-returning WASI functions see `access-denied` (sockets) or `access`; others trap with
- * `capability not granted: <name>`. Every use is reported through `onUse` for the audit log.
+ * result-returning WASI functions see `access-denied` (sockets) or `access`; result-returning
+ * kernel functions see their `denied("capability not granted: <name>")` case; others trap with
+ * that message. Every use is reported through `onUse` for the audit log.
  */
 export function deniedInterface(name: string, onUse: (name: string, member: string) => void): Record<string, unknown> {
   const members = new Map<string, unknown>();
   const errorCode = name.startsWith('wasi:sockets/') ? 'access-denied' : 'access';
+  const message = `capability not granted: ${name}`;
   const fail = (member: string): never => {
     onUse(name, member);
     if (name.startsWith('wasi:')) throw errorCode;
-    throw new Error(`capability not granted: ${name}`);
+    // Every result-returning kernel function has a `denied(string)` error case; the rest trap.
+    if (name.startsWith('warden:kernel/') && !NO_RESULT.has(member)) throw { tag: 'denied', val: message };
+    throw new Error(message);
   };
   return new Proxy(
     {},

@@ -22,7 +22,8 @@ beforeAll(async () => {
       describe() { return { name: 'spin', description: 'loops on "spin", echoes otherwise', inputSchema: '{}' }; },
       call(input) { if (input === '"spin"') for (;;) {} return input; },
     };`);
-  await kernel.loadComponent(parseManifest({ name: 'spin', version: '0.0.1', kind: 'tool', limits: { timeoutMs: 800, memoryMb: 64 } }, 'test'), spin, false);
+  const manifest = parseManifest({ name: 'spin', version: '0.0.1', kind: 'tool', limits: { timeoutMs: 800, memoryMb: 64 } }, 'test');
+  await kernel.loadComponent({ name: 'spin', manifest, file: spin, builtin: false });
 });
 
 afterAll(async () => {
