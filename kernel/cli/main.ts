@@ -10,6 +10,7 @@ import { buildServer } from '../server/index.js';
 import { SessionFs, type FileChange } from '../vfs/index.js';
 import { Store } from '../store/index.js';
 import { readStdin, runTool } from './tool-run.js';
+import { effectiveOf, formatAdded, formatGrants, openDataDir, type DataDir } from './component.js';
 import { join } from 'node:path';
 
 const program = new Command();
@@ -185,26 +186,128 @@ for (const [name, verb] of [['commit', 'commit the session into its workspace'],
     });
 }
 
+const component = program.command('component').description('add, list, inspect the grants of, or remove components');
+component
+  .command('add')
+  .description('copy a component into the registry, pinned by sha256 with its manifest (bytes changed later are refused)')
+  .argument('<file>', 'COMPONENT.wasm')
+  .requiredOption('--name <name>', 'name to register it under (lower-case letters, digits, dashes)')
+  .option('--manifest <file>', 'manifest.json declaring what it requests (default: a manifest requesting nothing)')
+  .option('--json', 'print JSON')
+  .addOption(dataDirOption())
+  .action(async (file: string, opts: { name: string; manifest?: string; json?: boolean; dataDir: string }) => {
+    let data: DataDir | undefined;
+    try {
+      data = openDataDir(opts.dataDir);
+      const result = await data.registry.add(resolve(file), { name: opts.name, ...(opts.manifest ? { manifestPath: resolve(opts.manifest) } : {}) });
+      const effective = effectiveOf(data, result.component);
+      process.stdout.write(opts.json ? `${JSON.stringify({ ...result, effective }, null, 2)}\n` : `${formatAdded(result, effective)}\n`);
+    } catch (err) {
+      fail(err);
+    } finally {
+      data?.close();
+    }
+  });
+component
+  .command('list')
+  .description('list built-in and added components, checking every pin')
+  .option('--json', 'print JSON')
+  .addOption(dataDirOption())
+  .action((opts: { json?: boolean; dataDir: string }) => {
+    let data: DataDir | undefined;
+    try {
+      data = openDataDir(opts.dataDir);
+      const registry = data.registry;
+      const rows = registry.list().map((c) => ({
+        name: c.name, kind: c.manifest.kind, version: c.manifest.version, origin: c.builtin ? 'builtin' : 'pinned',
+        sha256: c.sha256 ?? null, file: c.file, problem: registry.verify(c),
+      }));
+      if (opts.json) process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+      else {
+        for (const r of rows) {
+          process.stdout.write(`${r.name.padEnd(16)} ${r.kind.padEnd(10)} ${r.origin.padEnd(8)} ${r.sha256 ? r.sha256.slice(0, 16) : '-'.padEnd(16)}  ${r.problem ?? 'ok'}\n`);
+        }
+      }
+    } catch (err) {
+      fail(err);
+    } finally {
+      data?.close();
+    }
+  });
+component
+  .command('grants')
+  .description('print the effective grants and limits of a component and where each came from')
+  .argument('<name>', 'component name')
+  .option('--json', 'print JSON')
+  .addOption(dataDirOption())
+  .action((name: string, opts: { json?: boolean; dataDir: string }) => {
+    let data: DataDir | undefined;
+    try {
+      data = openDataDir(opts.dataDir);
+      const found = data.registry.get(name);
+      const effective = effectiveOf(data, found);
+      // Env values can be secrets: print names only.
+      const printable = { ...effective, grants: { ...effective.grants, env: Object.keys(effective.grants.env) } };
+      process.stdout.write(opts.json ? `${JSON.stringify({ name, builtin: found.builtin, sha256: found.sha256 ?? null, ...printable }, null, 2)}\n` : `${formatGrants(found, effective)}\n`);
+    } catch (err) {
+      fail(err);
+    } finally {
+      data?.close();
+    }
+  });
+component
+  .command('remove')
+  .description('unpin and delete an added component')
+  .argument('<name>', 'component name')
+  .addOption(dataDirOption())
+  .action((name: string, opts: { dataDir: string }) => {
+    let data: DataDir | undefined;
+    try {
+      data = openDataDir(opts.dataDir);
+      data.registry.remove(name);
+      process.stdout.write(`removed ${name}\n`);
+    } catch (err) {
+      fail(err);
+    } finally {
+      data?.close();
+    }
+  });
+
 const tool = program.command('tool').description('run single components');
 const collect = (value: string, previous: string[]) => [...previous, value];
 tool
   .command('run')
   .description('run a wasi:cli/command or a Warden tool component with only what the flags grant')
-  .argument('<component>', 'COMPONENT.wasm')
+  .argument('<component>', 'COMPONENT.wasm, or the name of a built-in or added component (then at most its effective grants apply)')
   .argument('[args...]', 'program arguments (a tool takes its input JSON as the first, or from stdin)')
   .option('--dir <HOST[::GUEST]>', 'preopen a host directory read-only', collect, [])
   .option('--dir-rw <HOST[::GUEST]>', 'preopen a host directory through a session (writes reach HOST only with --commit)', collect, [])
   .option('--commit', 'commit --dir-rw sessions when the guest exits 0')
   .option('--env <NAME[=VALUE]>', 'pass one environment variable', collect, [])
-  .option('--timeout-ms <n>', 'wall-clock limit in ms (exit 124 when hit)', '300000')
-  .option('--max-memory-mb <n>', 'memory cap per core memory in MiB', '256')
+  .option('--allow-http <HOST>', 'allow outbound HTTP to HOST, HOST:PORT or *.SUFFIX (repeatable)', collect, [])
+  .option('--timeout-ms <n>', 'wall-clock limit in ms, exit 124 when hit (default 300000, or the component\'s limit)')
+  .option('--max-memory-mb <n>', 'memory cap per core memory in MiB, exit 125 when hit (default 256, or the component\'s limit)')
+  .option('--max-output-bytes <n>', 'cap on stdout + stderr; the rest is cut with a marker (default 1048576)')
   .option('--json', 'print a JSON result instead of the guest output summary')
   .addOption(dataDirOption())
-  .action(async (component: string, args: string[], opts: { dir: string[]; dirRw: string[]; commit?: boolean; env: string[]; timeoutMs: string; maxMemoryMb: string; json?: boolean; dataDir: string }) => {
+  .action(async (component: string, args: string[], opts: {
+    dir: string[]; dirRw: string[]; commit?: boolean; env: string[]; allowHttp: string[]; timeoutMs?: string; maxMemoryMb?: string;
+    maxOutputBytes?: string; json?: boolean; dataDir: string;
+  }) => {
+    const number = (value: string | undefined, flag: string): number | undefined => {
+      if (value === undefined) return undefined;
+      const n = Number(value);
+      if (!Number.isInteger(n) || n <= 0) fail(`${flag} ${value}: expected a positive integer`, 125);
+      return n;
+    };
+    const timeoutMs = number(opts.timeoutMs, '--timeout-ms');
+    const maxMemoryMb = number(opts.maxMemoryMb, '--max-memory-mb');
+    const outputBytes = number(opts.maxOutputBytes, '--max-output-bytes');
     const stdout: Buffer[] = [];
     const result = await runTool({
-      component, args, dirs: opts.dir, dirsRw: opts.dirRw, commit: opts.commit ?? false, env: opts.env,
-      timeoutMs: Number(opts.timeoutMs), maxMemoryMb: Number(opts.maxMemoryMb), dataDir: resolve(opts.dataDir),
+      component, args, dirs: opts.dir, dirsRw: opts.dirRw, commit: opts.commit ?? false, env: opts.env, allowHttp: opts.allowHttp,
+      ...(timeoutMs ? { timeoutMs } : {}), ...(maxMemoryMb ? { maxMemoryMb } : {}), ...(outputBytes ? { outputBytes } : {}),
+      dataDir: resolve(opts.dataDir),
       stdin: readStdin,
       stdout: (b) => (opts.json ? stdout.push(Buffer.from(b)) : process.stdout.write(b)),
       stderr: (b) => process.stderr.write(b),
