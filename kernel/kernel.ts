@@ -15,6 +15,8 @@ import { SessionFs, type FileChange } from './vfs/index.js';
 import { Store } from './store/index.js';
 import { StateDocument, type TaskState } from './state/index.js';
 import { Inference, type ChatRequest } from './inference/index.js';
+import { fetchGranted } from './http/outbound.js';
+import type { OutboundRequest } from './wasi/http.js';
 import { loadConfig, type Config } from './config/index.js';
 import { BUILT_COMPONENTS } from './paths.js';
 import { ComponentRegistry, type RegisteredComponent } from './registry/index.js';
@@ -154,7 +156,8 @@ export class Kernel {
     const { grants, limits } = this.effectiveFor(manifest, component.builtin);
     const compiled = await this.engine.load(component.file, { memoryMb: limits.memoryMb, ...(component.sha256 ? { expectSha256: component.sha256 } : {}) });
     const workers = manifest.kind === 'tool' ? this.config.toolWorkers : 1;
-    await this.mesh.add({ name: manifest.name, kind: manifest.kind, compiled, grants, limits, workers });
+    // Built-ins are known to initialise without host calls; a third-party component may not.
+    await this.mesh.add({ name: manifest.name, kind: manifest.kind, compiled, grants, limits, workers, prewarm: component.builtin });
     this.store.upsertComponent(manifest.name, manifest.kind, manifest.version, compiled.sha256);
     this.state.update((d) => {
       d.components[manifest.name] = {
@@ -322,6 +325,13 @@ export class Kernel {
         }
         return response;
       }
+      case 'http.fetch':
+        // Denials are audited like the worker's own denial notices (kind `denied`, a step on the task).
+        return fetchGranted(body as OutboundRequest, ctx.grants.http, {
+          maxBodyBytes: this.mesh.component(component)?.limits.outputBytes ?? 8 * 2 ** 20,
+          deadline: ctx.deadline,
+          onDenied: (reason) => this.onNotice({ type: 'notice', op: 'denied', body: { capability: 'http', reason }, ctx, component }),
+        });
       default:
         throw new WardenError('E_BAD_INPUT', `${component} asked for unknown host service ${op}`);
     }

@@ -4,7 +4,8 @@
 //   2. generated types: host types (kernel/generated) and guest types (components/types) from wit/;
 //   3. kernel: TypeScript → dist/ (tsc);
 //   4. components: each components/<name>/index.ts bundled by esbuild and componentized by
-//      componentize-qjs in sync mode → build/components/<name>.wasm (skipped when unchanged).
+//      componentize-qjs in sync mode → build/components/<name>.wasm (skipped when unchanged);
+//      a directory with no index.ts but a prebuilt <name>.wasm (a C tool) is copied as it is.
 // Usage: node scripts/build.mjs [--gen-only] [--check-gen] [--force]
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, statSync } from 'node:fs';
@@ -99,6 +100,13 @@ async function buildComponents() {
     const manifestPath = join(dir, 'manifest.json');
     if (!existsSync(manifestPath)) continue;
     const manifest = JSON.parse(readFileSync(manifestPath, 'utf8'));
+    const prebuilt = join(dir, `${name}.wasm`);
+    if (!existsSync(join(dir, 'index.ts')) && existsSync(prebuilt)) {
+      // A component written in another language ships its .wasm (C: `npm run build:c` rebuilds it).
+      cpSync(prebuilt, join(outDir, `${name}.wasm`));
+      step(`${name}: copied prebuilt ${relative(root, prebuilt)}`);
+      continue;
+    }
     const world = `${manifest.kind}-component`;
     const bundle = await esbuild.build({
       entryPoints: [join(dir, 'index.ts')],

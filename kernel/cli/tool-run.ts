@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Engine } from '../engine/index.js';
 import { WardenError, messageOf } from '../errors.js';
-import { DEFAULT_LIMITS, intersect, NO_GRANTS, type Grants, type Limits } from '../grants/index.js';
+import { DEFAULT_LIMITS, grantFields, intersect, NO_GRANTS, type Grants, type Limits } from '../grants/index.js';
 import { effectiveOf, openDataDir } from './component.js';
 import { Mesh, type Notice } from '../mesh/index.js';
 import { fetchGranted } from '../http/outbound.js';
@@ -65,6 +65,16 @@ function parseEnv(specs: string[]): Record<string, string> {
   return env;
 }
 
+/** Validate `--allow-http` values. @throws WardenError `E_BAD_INPUT` naming the bad one */
+function parseHosts(hosts: string[]): string[] {
+  for (const host of hosts) {
+    if (!grantFields.http.element.safeParse(host).success) {
+      throw new WardenError('E_BAD_INPUT', `--allow-http ${host}: expected HOST, HOST:PORT, *.SUFFIX or *.SUFFIX:PORT (no scheme, no path)`);
+    }
+  }
+  return hosts;
+}
+
 /** What to run and the most it may be given. */
 interface RunPlan {
   file: string;
@@ -86,7 +96,17 @@ function resolveComponent(options: ToolRunOptions): RunPlan {
     outputBytes: Math.min(base.outputBytes, options.outputBytes ?? Infinity),
   });
   const isName = /^[a-z][a-z0-9-]*$/.test(options.component) && !existsSync(options.component);
-  if (!isName) return { file: resolve(options.component), limits: cliLimits({ ...DEFAULT_LIMITS, timeoutMs: 300_000 }) };
+  if (!isName) {
+    // A file runs with exactly what the command line says (defaults where it says nothing).
+    return {
+      file: resolve(options.component),
+      limits: {
+        timeoutMs: options.timeoutMs ?? 300_000,
+        memoryMb: options.maxMemoryMb ?? DEFAULT_LIMITS.memoryMb,
+        outputBytes: options.outputBytes ?? DEFAULT_LIMITS.outputBytes,
+      },
+    };
+  }
   const data = openDataDir(options.dataDir);
   try {
     const component = data.registry.get(options.component);
@@ -141,7 +161,7 @@ export async function runTool(options: ToolRunOptions): Promise<ToolRunResult> {
       ...NO_GRANTS,
       filesystem: mounts.some((m) => m.mode === 'rw') ? 'session:rw' : mounts.length ? 'session:ro' : 'none',
       env: parseEnv(options.env),
-      http: options.allowHttp ?? [],
+      http: parseHosts(options.allowHttp ?? []),
     };
     if (plan.granted) checkWithin(options.component, grants, plan.granted);
     mesh = new Mesh(
@@ -157,6 +177,11 @@ export async function runTool(options: ToolRunOptions): Promise<ToolRunResult> {
         notice: (notice: Notice) => {
           if (notice.op === 'stdout') options.stdout(notice.body as Uint8Array);
           else if (notice.op === 'stderr') options.stderr(notice.body as Uint8Array);
+          else if (notice.op === 'denied' || (notice.op === 'limit' && (notice.body as { limit?: string }).limit === 'outputBytes')) {
+            // The operator sees why: one line per denial or cut output (time and memory end the run: its reason says so).
+            const reason = String((notice.body as { reason?: unknown }).reason ?? notice.op);
+            options.stderr(new Uint8Array(Buffer.from(`warden: ${notice.op}: ${reason}\n`)));
+          }
         },
       },
       { sessionsDir: sessions.sessionsDir, sqlDir: join(scratch, 'scopes') },
@@ -168,6 +193,8 @@ export async function runTool(options: ToolRunOptions): Promise<ToolRunResult> {
       grants,
       limits: plan.limits,
       workers: 1,
+      // One call per run: instantiate inside it, so a guest's initialisation sees its grants.
+      prewarm: false,
       mounts: mounts.map(({ sessionId, guestPath, mode }) => ({ sessionId, guestPath, mode })),
     });
     const ctx = {

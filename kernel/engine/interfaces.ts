@@ -26,6 +26,8 @@ export const KNOWN_INTERFACES: ReadonlySet<string> = new Set([
   'wasi:clocks/wall-clock',
   'wasi:filesystem/types',
   'wasi:filesystem/preopens',
+  'wasi:http/types',
+  'wasi:http/outgoing-handler',
   'wasi:io/error',
   'wasi:io/poll',
   'wasi:io/streams',

@@ -69,14 +69,17 @@ export function effectiveGrants(
     granted = NO_GRANTS;
     source = `not granted: add grants.${manifest.name} to warden.config.json`;
   }
-  const grants = intersect(want, granted);
+  // Raw sockets are not implemented: every `wasi:sockets` call is denied, whatever is granted.
+  const grants = { ...intersect(want, granted), sockets: [] };
   // Env values come from the grant only; a requested key the operator granted keeps the operator's value.
   const explain: GrantExplanation[] = (Object.keys(want) as Array<keyof Grants>).map((key) => ({
     capability: key,
     requested: key === 'env' ? Object.keys(want.env) : want[key],
     granted: key === 'env' ? Object.keys(granted.env) : granted[key],
     effective: key === 'env' ? Object.keys(grants.env) : grants[key],
-    source: configured && configured[key as keyof GrantConfig] === undefined ? `${source} (field absent: nothing)` : source,
+    source: key === 'sockets'
+      ? 'not available: raw wasi:sockets are always denied in this version (use http)'
+      : configured && configured[key as keyof GrantConfig] === undefined ? `${source} (field absent: nothing)` : source,
   }));
 
   const defaults: Limits = { ...DEFAULT_LIMITS, ...options.defaults };

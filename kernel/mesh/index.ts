@@ -25,6 +25,8 @@ export interface MeshComponent {
   /** Workers for this component (tools: pool size; others: 1). */
   workers: number;
   mounts?: WorkerInit['mounts'];
+  /** Instantiate ahead of calls (default true); see {@link WorkerInit.prewarm}. */
+  prewarm?: boolean;
 }
 
 /** Host services the mesh forwards guest requests and notices to (implemented by the kernel). */
@@ -100,6 +102,7 @@ export class Mesh {
       grants: component.grants,
       limits: component.limits,
       fresh: component.kind === 'tool',
+      prewarm: component.prewarm ?? true,
       control: port2,
       signal,
       sessionsDir: this.options.sessionsDir,

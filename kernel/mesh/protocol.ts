@@ -78,6 +78,11 @@ export interface WorkerInit {
   limits: Limits;
   /** Fresh instance per call (tools) or one long-lived instance (agents, supervisors). */
   fresh: boolean;
+  /**
+   * Instantiate ahead of calls (off the critical path). False for components that may touch WASI
+   * while initialising: they are instantiated inside each call instead.
+   */
+  prewarm: boolean;
   control: MessagePort;
   signal: SharedArrayBuffer;
   sessionsDir: string;

@@ -10,6 +10,8 @@ import { allows, attenuate, type Grants } from '../grants/index.js';
 import { Overlay, type SessionMode } from '../vfs/index.js';
 import { cliImports, deniedInterface, GuestExit } from '../wasi/cli.js';
 import { filesystemImports } from '../wasi/filesystem.js';
+import { httpImports, type OutboundRequest, type OutboundResponse } from '../wasi/http.js';
+import { checkOutbound } from '../http/outbound.js';
 import { ScopedSql } from '../store/scoped-sql.js';
 import { blockUntil, notify } from './sync.js';
 import type { CallContext, CallReply, CallRequest, HostReply, MeshErrorTag, Notice, Payload, WorkerInit } from './protocol.js';
@@ -33,7 +35,8 @@ let busy = false;
 let hostSeq = 0;
 let callSeq = 0;
 let outputBytes = 0;
-const MAX_OUTPUT_BYTES = 16 * 2 ** 20;
+/** Whether this call's output was already cut (the marker is written once). */
+let outputCut = false;
 
 function current(): CallContext {
   if (!ctx) throw new Error('host function called outside a call');
@@ -122,7 +125,7 @@ function meshCall(target: string, method: string, payload: Payload): Payload {
   if (reply === undefined) {
     peers.delete(target);
     send('kill-peer', { workerId, reason: `call ${target}.${method} passed its deadline` });
-    result = { type: 'reply', id, ok: false, error: { tag: 'timeout', message: `E_MESH_TIMEOUT: ${target}.${method} did not answer within ${deadline - started} ms` } };
+    result = { type: 'reply', id, ok: false, error: { tag: 'timeout', message: `E_LIMIT_TIME: ${target}.${method} did not answer within ${deadline - started} ms (its wall-clock limit or the caller's deadline); its worker was stopped and is being replaced` } };
   } else if (reply === 'gone') {
     peers.delete(target);
     result = { type: 'reply', id, ok: false, error: { tag: 'failed', message: `E_MESH_FAILED: ${target} crashed during ${method}; its worker is being replaced` } };
@@ -180,16 +183,54 @@ function decode(bytes: Uint8Array): string {
   return Buffer.from(bytes).toString('utf8');
 }
 
+/** The marker that replaces output past the call's `outputBytes` limit. */
+function truncationMarker(): string {
+  return `\n[warden: output truncated at ${init.limits.outputBytes} bytes]\n`;
+}
+
+/** Forward guest output, cut at the call's output limit (the guest keeps running; excess is dropped). */
 function emit(op: 'stdout' | 'stderr', bytes: Uint8Array): void {
+  const cap = init.limits.outputBytes;
+  const room = cap - outputBytes;
   outputBytes += bytes.length;
-  if (outputBytes > MAX_OUTPUT_BYTES) throw new Error(`E_LIMIT_OUTPUT: output exceeded ${MAX_OUTPUT_BYTES} bytes`);
-  send(op, bytes.slice());
+  if (bytes.length <= room) {
+    send(op, bytes.slice());
+    return;
+  }
+  if (outputCut) return;
+  outputCut = true;
+  if (room > 0) send(op, bytes.slice(0, room));
+  send(op, new Uint8Array(Buffer.from(truncationMarker())));
+  send('limit', { limit: 'outputBytes', cap, reason: `E_LIMIT_OUTPUT: output past ${cap} bytes was dropped` });
+}
+
+/** Cut a tool's result text at the output limit, with the marker. */
+function capResult(text: string): string {
+  const cap = init.limits.outputBytes;
+  if (Buffer.byteLength(text) <= cap) return text;
+  send('limit', { limit: 'outputBytes', cap, reason: `E_LIMIT_OUTPUT: result past ${cap} bytes was cut` });
+  return Buffer.from(text).subarray(0, cap).toString('utf8') + truncationMarker();
 }
 
 function buildImports(): Record<string, unknown> {
   const g = init.grants;
   const audit = (name: string, member: string) => send('denied', { capability: name, member, reason: `capability not granted: ${name}` });
   const fs = filesystemImports(preopens, (operation, path, reason) => send('denied', { capability: 'filesystem', operation, path, reason }));
+  // Outbound HTTP: checked against this call's (attenuated) grant before the main thread is asked.
+  const sendHttp = (req: OutboundRequest): OutboundResponse => {
+    const target = checkOutbound(req, current().grants.http);
+    if (!target.ok) {
+      if (target.denied) send('denied', { capability: 'http', reason: target.denied });
+      return { error: target.error };
+    }
+    const reply = host('http.fetch', req);
+    if (reply.ok) return reply.value as OutboundResponse;
+    const error = reply.error as { tag?: string; val?: unknown };
+    return { error: error?.tag === 'timeout' ? { tag: 'connection-timeout' } : { tag: 'internal-error', val: String(error?.val ?? error) } };
+  };
+  // The wasi:http types are plain data; the capability is the handler, which checks every request
+  // against the call's grant (an empty grant denies each one with `HTTP-request-denied`, audited).
+  const http = httpImports(sendHttp, () => current().deadline - Date.now());
   const imports: Record<string, unknown> = {
     ...cliImports({
       env: () => Object.entries(current().grants.env),
@@ -232,6 +273,8 @@ function buildImports(): Record<string, unknown> {
       query: (text: string, params: unknown[]) => sqlFor(current().grants).query(text, params as never),
       execute: (text: string, params: unknown[]) => sqlFor(current().grants).execute(text, params as never),
     },
+    'wasi:http/types': http['wasi:http/types'],
+    'wasi:http/outgoing-handler': http['wasi:http/outgoing-handler'],
   };
   for (const name of init.component.imports) {
     if (!(name in imports)) imports[name] = deniedInterface(name, audit);
@@ -242,13 +285,41 @@ function buildImports(): Record<string, unknown> {
 // ---- instances ----------------------------------------------------------------------------------
 
 const glue = (await import(init.component.glueUrl)) as {
-  instantiate: (getCoreModule: (name: string) => WebAssembly.Module, imports: Record<string, unknown>) => Exports;
+  instantiate: (
+    getCoreModule: (name: string) => WebAssembly.Module,
+    imports: Record<string, unknown>,
+    instantiateCore: (module: WebAssembly.Module, imports?: WebAssembly.Imports) => WebAssembly.Instance,
+  ) => Exports;
 };
-let instance: Exports | null = null;
+/** An instance and the linear memories of its core instances (to tell memory exhaustion from other traps). */
+interface Instance {
+  exports: Exports;
+  memories: WebAssembly.Memory[];
+}
+let instance: Instance | null = null;
 
-function instantiate(): Exports {
-  const exports = glue.instantiate((name) => init.component.modules[name]!, buildImports());
-  return exports;
+function instantiate(): Instance {
+  const memories: WebAssembly.Memory[] = [];
+  const exports = glue.instantiate((name) => init.component.modules[name]!, buildImports(), (module, imports) => {
+    const core = new WebAssembly.Instance(module, imports);
+    for (const value of Object.values(core.exports)) if (value instanceof WebAssembly.Memory) memories.push(value);
+    return core;
+  });
+  return { exports, memories };
+}
+
+/**
+ * Whether a failure is the guest running out of memory, and how much it held. A refused
+ * `memory.grow` reaches the guest as a failed allocation, which guests report in many ways
+ * (`abort`, `unreachable`, an exception), so the test is: the message says so, or a memory of
+ * the instance stands within max(2 MiB, a quarter of the cap) of the cap when it failed.
+ */
+function outOfMemory(inst: Instance | null, message: string): { usedMb: number } | null {
+  const capBytes = init.component.maxPages * 65536;
+  const used = Math.max(0, ...(inst?.memories ?? []).map((m) => m.buffer.byteLength));
+  const usedMb = Math.round(used / 2 ** 20);
+  if (/out of memory/i.test(message)) return { usedMb };
+  return used >= capBytes - Math.max(2 ** 21, capBytes / 4) ? { usedMb } : null;
 }
 
 function exportOf(exports: Exports, iface: string): Record<string, (...args: unknown[]) => unknown> {
@@ -271,7 +342,7 @@ function invoke(exports: Exports, method: string, payload: Payload): { payload: 
       return { payload: json(exportOf(exports, 'warden:kernel/tool').describe!()) };
     case 'tool.call': {
       const input = payload.tag === 'json' ? payload.val : decode(payload.val);
-      return { payload: json({ output: exportOf(exports, 'warden:kernel/tool').call!(input) }) };
+      return { payload: json({ output: capResult(String(exportOf(exports, 'warden:kernel/tool').call!(input))) }) };
     }
     case 'agent.run':
       return { payload: json(exportOf(exports, 'warden:kernel/agent').run!(parsePayload(payload))) };
@@ -289,10 +360,11 @@ function serve(request: CallRequest): CallReply {
   const chain = [...request.ctx.chain, init.name];
   ctx = { ...request.ctx, chain, grants: attenuate(init.grants, request.ctx.grants) };
   outputBytes = 0;
+  outputCut = false;
   let trapped = false;
   try {
     instance ??= instantiate();
-    const { payload, exitCode } = invoke(instance, request.method, request.payload);
+    const { payload, exitCode } = invoke(instance.exports, request.method, request.payload);
     return exitCode === undefined ? { type: 'reply', id: request.id, ok: true, payload } : { type: 'reply', id: request.id, ok: true, payload, exitCode };
   } catch (err) {
     if (err instanceof GuestExit) {
@@ -305,7 +377,15 @@ function serve(request: CallRequest): CallReply {
       message = typeof p === 'string' ? p : `${p.tag ?? 'error'}: ${typeof p.val === 'string' ? p.val : JSON.stringify(p.val)}`;
     } else {
       trapped = true;
-      message = `${init.name} trapped: ${e?.message ?? String(err)}`;
+      const why = e?.message ?? String(err);
+      const oom = outOfMemory(instance, why);
+      if (oom) {
+        const capMb = (init.component.maxPages * 65536) / 2 ** 20;
+        message = `E_LIMIT_MEMORY: ${init.name} ran out of memory at its cap of ${capMb} MiB (${oom.usedMb} MiB in use; ${why}); raise limits.memoryMb to allow more`;
+        send('limit', { limit: 'memoryMb', cap: capMb, reason: message });
+      } else {
+        message = `${init.name} trapped: ${why}`;
+      }
     }
     return { type: 'reply', id: request.id, ok: false, error: { tag: e?.meshTag ?? 'failed', message }, trapped, ...(trapped && init.kind === 'command' ? { exitCode: 125 } : {}) };
   } finally {
@@ -333,7 +413,7 @@ function drain(): void {
   } finally {
     busy = false;
   }
-  if (init.fresh && !instance) setImmediate(prewarm);
+  if (init.fresh && init.prewarm && !instance) setImmediate(prewarm);
 }
 
 function prewarm(): void {
@@ -350,9 +430,12 @@ function attachPeer(port: MessagePort): void {
 }
 
 control.on('message', onControl);
-// Instantiate ahead of the first call, and report readiness (or the reason it failed).
+// Instantiate ahead of the first call when allowed, and report readiness (or the reason it failed).
+// Components that may call WASI while they initialise (C/Rust reactors: `_initialize`, constructors
+// reading preopens or the environment) are instantiated inside their first call instead, where the
+// call's grants and session exist.
 try {
-  instance = instantiate();
+  if (init.prewarm) instance = instantiate();
   control.postMessage({ type: 'ready' });
 } catch (err) {
   control.postMessage({ type: 'failed', message: (err as Error).message });

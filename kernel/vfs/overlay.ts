@@ -128,19 +128,13 @@ export class Overlay {
   /** Locate `rel` without following a final symlink (intermediate segments must be resolved). */
   private locate(rel: string): Located | null {
     const upperPath = join(this.upper, rel);
-    try {
-      return { layer: 'upper', host: upperPath, stat: lstatSync(upperPath) };
-    } catch {
-      /* not in upper */
-    }
+    const upper = lstatOrNull(upperPath);
+    if (upper) return { layer: 'upper', host: upperPath, stat: upper };
     if (this.isWhitedOut(rel)) return null;
     // A directory created in the upper layer over a whiteout is opaque: base children stay hidden.
     const basePath = join(this.base, rel);
-    try {
-      return { layer: 'base', host: basePath, stat: lstatSync(basePath) };
-    } catch {
-      return null;
-    }
+    const base = lstatOrNull(basePath);
+    return base ? { layer: 'base', host: basePath, stat: base } : null;
   }
 
   private fail(errno: string, message: string): never {
@@ -432,6 +426,19 @@ export class Overlay {
   /** Paths of every whiteout (deleted base entries). */
   whiteoutPaths(): string[] {
     return readdirSync(this.whiteouts).map((name) => Buffer.from(name, 'base64url').toString());
+  }
+}
+
+/**
+ * lstat of `path`, or null when it cannot be stat'ed (absent, a file in the way, no access).
+ * Absent paths are the common case on every lookup: `throwIfNoEntry: false` answers them without
+ * building an exception (~10× cheaper); other errors still throw and also mean "not there".
+ */
+function lstatOrNull(path: string): Stats | null {
+  try {
+    return lstatSync(path, { throwIfNoEntry: false }) ?? null;
+  } catch {
+    return null;
   }
 }
 

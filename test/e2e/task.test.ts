@@ -66,7 +66,7 @@ describe('a task from POST /api/tasks to a committed session', () => {
     expect(task.status).toBe('succeeded');
 
     // The model saw the tool schemas and every tool result, including the clear failures.
-    expect(server.requests[0]!.tools!.map((t: any) => t.function.name).sort()).toEqual(['edit-file', 'grep', 'list-files', 'read-file', 'write-file']);
+    expect(server.requests[0]!.tools!.map((t: any) => t.function.name).sort()).toEqual(['edit-file', 'grep', 'line-count', 'list-files', 'read-file', 'write-file']);
     const toolResults = server.requests[4]!.messages.filter((m) => m.role === 'tool').map((m) => m.content);
     expect(toolResults.find((r) => r?.startsWith("replaced"))).toMatch(/^replaced \d+ occurrence\(s\) in lib\/command.js$/);
     expect(toolResults.some((r) => r?.includes('old_string not found'))).toBe(true);

@@ -124,7 +124,8 @@ describe('resource attacks (JavaScript)', () => {
       };`);
     const result = await runOnce(wasm);
     expect([1, 125]).toContain(result.exitCode);
-    expect(`${result.output ?? ''}${result.reason ?? ''}`).toMatch(/stack|recursion/i);
+    // QuickJS reports its own stack limit, or the guest overruns its shadow stack and traps: either way contained.
+    expect(`${result.output ?? ''}${result.reason ?? ''}`).toMatch(/stack|recursion|trapped/i);
     expect((await runOnce(wasm, { args: ['"ok"'] })).output).toBe('fine');
   });
 
