@@ -22,7 +22,7 @@ const step = (msg) => console.log(`[warden build] ${msg}`);
 
 function copyWitDeps() {
   const source = join(root, 'node_modules/@bytecodealliance/jco/lib/wit/builtin', WASI_VERSION);
-  for (const pkg of ['cli', 'clocks', 'filesystem', 'io', 'random', 'sockets']) {
+  for (const pkg of ['cli', 'clocks', 'filesystem', 'http', 'io', 'random', 'sockets']) {
     const target = join(root, 'wit/deps', pkg);
     mkdirSync(target, { recursive: true });
     cpSync(join(source, `wasi-${pkg}`, 'package.wit'), join(target, 'package.wit'));
