@@ -10,7 +10,8 @@ import { Engine } from './engine/index.js';
 import { WardenError, messageOf } from './errors.js';
 import { KERNEL_GRANTS, type Manifest } from './grants/index.js';
 import { effectiveGrants, type Effective } from './grants/effective.js';
-import { Mesh, type CallContext, type Notice } from './mesh/index.js';
+import { Mesh, type CallContext, type Notice, type SpanNotice } from './mesh/index.js';
+import { Metrics } from './metrics.js';
 import { SessionFs, type FileChange } from './vfs/index.js';
 import { Store } from './store/index.js';
 import { StateDocument, type TaskState } from './state/index.js';
@@ -51,6 +52,8 @@ export class Kernel {
   readonly state: StateDocument;
   readonly sessions: SessionFs;
   readonly mesh: Mesh;
+  /** Prometheus metrics (`GET /metrics`). */
+  readonly metrics: Metrics;
   readonly engine: Engine;
   readonly registry: ComponentRegistry;
   readonly inference: Inference;
@@ -73,6 +76,7 @@ export class Kernel {
       { request: (op, body, ctx, component) => this.hostRequest(op, body, ctx, component), notice: (n) => this.onNotice(n) },
       { sessionsDir: this.sessions.sessionsDir, sqlDir: join(dataDir, 'scopes') },
     );
+    this.metrics = new Metrics(this.mesh);
   }
 
   /**
@@ -155,9 +159,17 @@ export class Kernel {
     const { manifest } = component;
     const { grants, limits } = this.effectiveFor(manifest, component.builtin);
     const compiled = await this.engine.load(component.file, { memoryMb: limits.memoryMb, ...(component.sha256 ? { expectSha256: component.sha256 } : {}) });
-    const workers = manifest.kind === 'tool' ? this.config.toolWorkers : 1;
+    const subscriber = compiled.exports.some((e) => e.startsWith('warden:kernel/subscriber'));
+    if (manifest.subscribe.length > 0 && !subscriber) {
+      throw new WardenError('E_COMPONENT_INVALID', `${manifest.name} subscribes to ${manifest.subscribe.join(', ')} but does not export warden:kernel/subscriber`);
+    }
     // Built-ins are known to initialise without host calls; a third-party component may not.
-    await this.mesh.add({ name: manifest.name, kind: manifest.kind, compiled, grants, limits, workers, prewarm: component.builtin });
+    await this.mesh.add({
+      name: manifest.name, kind: manifest.kind, compiled, grants, limits, prewarm: component.builtin,
+      ...(this.config.pools[manifest.name] ? { pool: this.config.pools[manifest.name] } : {}),
+      subscribe: manifest.subscribe,
+    });
+    const workers = this.mesh.pools().find((p) => p.name === manifest.name)?.workers.length ?? 0;
     this.store.upsertComponent(manifest.name, manifest.kind, manifest.version, compiled.sha256);
     this.state.update((d) => {
       d.components[manifest.name] = {
@@ -351,25 +363,37 @@ export class Kernel {
         this.log.info({ component: notice.component, task: taskId || undefined, level: body['level'] }, String(body['message']));
         break;
       case 'span-start':
-        if (taskId && this.state.current.tasks[taskId]) {
-          const id = String(body['spanId']);
+      case 'span-end': {
+        const span = body as unknown as SpanNotice;
+        if (notice.op === 'span-end') this.metrics.observeCall(notice.component, span);
+        if (!taskId || !this.state.current.tasks[taskId]) break;
+        this.state.update((d) => {
+          const calls = d.tasks[taskId]!.toolCalls;
+          const call = (calls[span.spanId] ??= {
+            id: span.spanId, caller: notice.component, target: span.target, method: span.method,
+            input: span.input ?? '', status: 'running', startedAt: span.startedAt,
+          });
+          if (notice.op === 'span-end') {
+            call.status = span.outcome === 'ok' ? 'ok' : 'error';
+            call.outcome = span.outcome ?? 'ok';
+            call.output = span.output ?? '';
+            call.durationMs = Math.round((span.durationUs ?? 0) / 1000);
+            call.durationUs = span.durationUs ?? 0;
+          }
+        });
+        break;
+      }
+      case 'pool':
+        if (this.state.current.components[notice.component]) {
           this.state.update((d) => {
-            d.tasks[taskId]!.toolCalls[id] = {
-              id, caller: notice.component, target: String(body['target']), method: String(body['method']),
-              input: String(body['input']), status: 'running', startedAt: Number(body['startedAt']),
-            };
+            d.components[notice.component]!.workers = Number(body['workers']);
           });
         }
         break;
-      case 'span-end':
-        if (taskId && this.state.current.tasks[taskId]?.toolCalls[String(body['spanId'])]) {
-          this.state.update((d) => {
-            const call = d.tasks[taskId]!.toolCalls[String(body['spanId'])]!;
-            call.status = body['ok'] ? 'ok' : 'error';
-            call.output = String(body['output']);
-            call.durationMs = Number(body['durationMs']);
-          });
-        }
+      case 'dead-letter':
+        this.store.audit('dead-letter', body, notice.component, taskId || undefined);
+        this.log.warn({ component: notice.component, topic: body['topic'], seq: body['seq'] }, `event dead-lettered after ${String(body['attempts'])} attempts: ${String(body['reason'])}`);
+        if (taskId) this.addStep(taskId, notice.component, 'dead-letter', `event ${String(body['topic'])}#${String(body['seq'])} not delivered: ${String(body['reason'])}`);
         break;
       case 'limit':
         this.store.audit('limit', body, notice.component, taskId || undefined);

@@ -192,7 +192,7 @@ export async function runTool(options: ToolRunOptions): Promise<ToolRunResult> {
       compiled,
       grants,
       limits: plan.limits,
-      workers: 1,
+      pool: { min: 1, max: 1, spares: 0 },
       // One call per run: instantiate inside it, so a guest's initialisation sees its grants.
       prewarm: false,
       mounts: mounts.map(({ sessionId, guestPath, mode }) => ({ sessionId, guestPath, mode })),

@@ -1,5 +1,5 @@
 /**
- * The operator's configuration: backends, grants per component, pool sizes. Read from
+ * The operator's configuration: backends, grants per component, worker pools. Read from
  * `warden.config.json` in the data directory when present; validated with errors naming the field.
  * Secrets are never in the file: backends name the environment variable that holds their key.
  */
@@ -25,6 +25,18 @@ const grantSchema = z
   })
   .strict();
 
+const poolSchema = z
+  .object({
+    min: z.number().int().min(1).max(64),
+    max: z.number().int().min(1).max(64),
+    queue: z.number().int().min(1).max(1_000_000),
+    idleMs: z.number().int().min(100).max(86_400_000),
+    spares: z.number().int().min(0).max(64),
+  })
+  .partial()
+  .strict()
+  .refine((p) => p.min === undefined || p.max === undefined || p.min <= p.max, { message: 'min must not exceed max' });
+
 const configSchema = z
   .object({
     backends: z
@@ -34,7 +46,12 @@ const configSchema = z
     grants: z.record(z.string(), grantSchema).default({}),
     /** Default limits per call for every component (a manifest may lower or raise them; a grant overrides both). */
     limits: limitsSchema.default({}),
-    toolWorkers: z.number().int().min(1).max(16).default(1),
+    /**
+     * Pools per component name: `min`/`max` workers, `queue` bound (calls queued or running before
+     * `E_MESH_BUSY`), `idleMs` before a worker above `min` is stopped, `spares` (ready fresh
+     * instances per tool worker). Absent fields: the defaults of the component's kind.
+     */
+    pools: z.record(z.string(), poolSchema).default({}),
     maxTurns: z.number().int().min(1).max(200).default(30),
   })
   .strict();

@@ -21,7 +21,10 @@ export interface SqlGrant {
 export interface Grants {
   filesystem: FsGrant;
   sql: SqlGrant | null;
-  /** Mesh targets: exact names, `prefix*`, or `*`. */
+  /**
+   * Mesh targets: exact component names or `prefix*`, and topics to publish on or subscribe to:
+   * `topic:NAME` or `topic:prefix*`; `*` is every component and every topic.
+   */
   mesh: string[];
   /** Inference targets: `model@backend`, bare models, `prefix*`, or `*`. */
   inference: string[];
@@ -56,7 +59,7 @@ const ADDRESS = /^(\d{1,3}(\.\d{1,3}){3}|\[[0-9a-f:.]+\]):\d{1,5}$/i;
 export const grantFields = {
   filesystem: z.enum(['none', 'session:ro', 'session:rw']),
   sql: z.object({ scope: z.string().regex(/^[a-z][a-z0-9_-]*$/, 'lower-case letters, digits, _ and -'), mode: z.enum(['ro', 'rw']) }).strict().nullable(),
-  mesh: z.array(z.string().regex(/^(\*|[a-z][a-z0-9-]*\*?)$/, 'a component name, `prefix*` or `*`')),
+  mesh: z.array(z.string().regex(/^(\*|[a-z][a-z0-9-]*\*?|topic:(\*|[a-z0-9][a-z0-9._-]*\*?))$/, 'a component name, `prefix*`, `topic:NAME`, `topic:prefix*` or `*`')),
   inference: z.array(z.string().min(1)),
   session: z.boolean(),
   http: z.array(z.string().regex(HOST_PATTERN, 'a host, `host:port`, `*.suffix` or `*.suffix:port` (no scheme, no path)')),
@@ -96,6 +99,11 @@ const manifestSchema = z
       .strict()
       .default({ filesystem: 'none', sql: null, mesh: [], inference: [], session: false, env: [], http: [], sockets: [] }),
     limits: limitsSchema.default({}),
+    /**
+     * Topics whose events the component handles (`topic:NAME`, `topic:prefix*`); it must export
+     * `warden:kernel/subscriber` and hold a grant for each topic (in `requests.mesh`).
+     */
+    subscribe: z.array(z.string().regex(/^topic:(\*|[a-z0-9][a-z0-9._-]*\*?)$/, '`topic:NAME` or `topic:prefix*`')).default([]),
   })
   .strict();
 
@@ -153,7 +161,9 @@ const FS_ORDER: FsGrant[] = ['none', 'session:ro', 'session:rw'];
 
 /** True when the pattern list allows `name` (`*`, `prefix*` or exact). */
 export function allows(patterns: string[], name: string): boolean {
-  return patterns.some((p) => p === '*' || p === name || (p.endsWith('*') && name.startsWith(p.slice(0, -1))));
+  const topic = name.startsWith('topic:');
+  // `prefix*` of component names never reaches topics (and the reverse); `*` is everything.
+  return patterns.some((p) => p === '*' || p === name || (p.endsWith('*') && p.startsWith('topic:') === topic && name.startsWith(p.slice(0, -1))));
 }
 
 interface HostPattern {

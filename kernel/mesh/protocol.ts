@@ -27,6 +27,19 @@ export interface CallContext {
   /** Program arguments and stdin for `wasi:cli/command` runs. */
   args?: string[];
   stdin?: Uint8Array;
+  /** For `handle-event` calls: the topic the event was published on. */
+  topic?: string;
+}
+
+/**
+ * A `bytes` payload moved through shared memory instead of structured clone: the sender wrote
+ * `length` bytes at offset 0 of `buffer` (its own region, reused call after call) and sent
+ * `{tag: 'bytes', val: null}` with this beside it. Used for worker-to-worker calls at and above
+ * the mesh's shared-memory threshold; the reader must be done with the bytes before it answers.
+ */
+export interface Wire {
+  buffer: SharedArrayBuffer;
+  length: number;
 }
 
 /** A call of an exported function: `method` is `tool.call`, `tool.describe`, `agent.run`, `supervisor.handle-task` or `run`. */
@@ -38,11 +51,13 @@ export interface CallRequest {
   ctx: CallContext;
   /** The caller's signal word; the callee notifies it after replying (absent for async callers). */
   signal?: SharedArrayBuffer;
+  /** Where the bytes of a `bytes` payload are, when they travel through shared memory. */
+  wire?: Wire;
 }
 
 /** The answer to a {@link CallRequest}. */
 export type CallReply =
-  | { type: 'reply'; id: number; ok: true; payload: Payload; exitCode?: number }
+  | { type: 'reply'; id: number; ok: true; payload: Payload; exitCode?: number; wire?: Wire }
   | { type: 'reply'; id: number; ok: false; error: { tag: MeshErrorTag; message: string }; exitCode?: number; trapped?: boolean };
 
 /** A synchronous request from a worker to a host service on the main thread. */
@@ -56,12 +71,33 @@ export interface HostRequest {
 }
 
 /** The answer to a {@link HostRequest}. */
+/** Span of one mesh call, as a worker reports it when the call ends (and starts, for task calls). */
+export interface SpanNotice {
+  spanId: string;
+  target: string;
+  method: string;
+  /** ms since the epoch. */
+  startedAt: number;
+  /** Set on `span-end`: microseconds, and `ok` or the mesh-error tag. */
+  durationUs?: number;
+  outcome?: 'ok' | MeshErrorTag;
+  input?: string;
+  output?: string;
+}
+
+/** What a caller worker learns when it first calls a target: the board and a port per live worker. */
+export interface Connection {
+  board: SharedArrayBuffer;
+  timeoutMs: number;
+  peers: Array<{ slot: number; workerId: number; port: MessagePort }>;
+}
+
 export type HostReply = { type: 'host-reply'; id: number; ok: true; value: unknown } | { type: 'host-reply'; id: number; ok: false; error: unknown };
 
 /** A fire-and-forget notice from a worker to the main thread. */
 export interface Notice {
   type: 'notice';
-  op: 'log' | 'progress' | 'span-start' | 'span-end' | 'stdout' | 'stderr' | 'denied' | 'limit' | 'kill-peer' | 'peer-gone';
+  op: 'log' | 'progress' | 'span-start' | 'span-end' | 'stdout' | 'stderr' | 'denied' | 'limit' | 'kill-peer' | 'pool-pressure' | 'dead-letter' | 'pool';
   body: unknown;
   ctx?: CallContext;
   component: string;
@@ -83,10 +119,23 @@ export interface WorkerInit {
    * while initialising: they are instantiated inside each call instead.
    */
   prewarm: boolean;
+  /** Ready fresh instances the worker keeps (tools that prewarm; otherwise ignored). */
+  spares: number;
   control: MessagePort;
   signal: SharedArrayBuffer;
+  /** The dispatch board of this component and the worker's slot on it (see `board.ts`). */
+  board: SharedArrayBuffer;
+  slot: number;
+  /** `bytes` payloads of at least this many bytes go worker-to-worker through shared memory. */
+  sharedThreshold: number;
   sessionsDir: string;
   sqlDir: string;
   /** `warden tool run` mounts: host dirs exposed as sessions (ro or rw) at guest paths. */
   mounts?: Array<{ sessionId: string; guestPath: string; mode: 'ro' | 'rw' }>;
+}
+
+/** A payload as a span shows it: JSON text or a byte count, at most 4000 characters. */
+export function preview(payload: Payload): string {
+  const text = payload.tag === 'json' ? payload.val : `<${payload.val.length} bytes>`;
+  return text.length > 4000 ? `${text.slice(0, 4000)}…` : text;
 }

@@ -14,7 +14,9 @@ import { httpImports, type OutboundRequest, type OutboundResponse } from '../was
 import { checkOutbound } from '../http/outbound.js';
 import { ScopedSql } from '../store/scoped-sql.js';
 import { blockUntil, notify } from './sync.js';
-import type { CallContext, CallReply, CallRequest, HostReply, MeshErrorTag, Notice, Payload, WorkerInit } from './protocol.js';
+import { Board, busyMessage } from './board.js';
+import { preview } from './protocol.js';
+import type { CallContext, CallReply, CallRequest, Connection, HostReply, MeshErrorTag, Notice, Payload, SpanNotice, Wire, WorkerInit } from './protocol.js';
 import { join } from 'node:path';
 
 enableWasmFeatures();
@@ -27,10 +29,17 @@ type Exports = Record<string, Record<string, (...args: unknown[]) => unknown>>;
 // ---- state of the call being served ------------------------------------------------------------
 
 let ctx: CallContext | null = null;
-const peers = new Map<string, { port: MessagePort; workerId: number; timeoutMs: number }>();
+const board = new Board(init.board);
+/** Targets this worker has called: their board and a direct port per worker in service. */
+interface Peer {
+  board: Board;
+  timeoutMs: number;
+  ports: Map<number, { port: MessagePort; workerId: number }>;
+}
+const peers = new Map<string, Peer>();
 const deadPeers = new Set<number>();
 const hostReplies = new Map<number, HostReply>();
-const deferred: Array<{ request: CallRequest; reply: (r: CallReply) => void }> = [];
+const deferred: Array<{ request: CallRequest; reply: (r: CallReply, transfer?: Wire) => void }> = [];
 let busy = false;
 let hostSeq = 0;
 let callSeq = 0;
@@ -47,7 +56,7 @@ function send(op: Notice['op'], body: unknown): void {
   control.postMessage({ type: 'notice', op, body, ctx: ctx ?? undefined, component: init.name } satisfies Notice);
 }
 
-/** Take every queued control message: answers, peer deaths, and calls to serve later. */
+/** Take every queued control message: answers, peers coming and going, and calls to serve later. */
 function pumpControl(): void {
   let received;
   while ((received = receiveMessageOnPort(control))) onControl(received.message);
@@ -55,8 +64,23 @@ function pumpControl(): void {
 
 function onControl(message: any): void {
   if (message.type === 'host-reply') hostReplies.set(message.id, message);
-  else if (message.type === 'peer-dead') deadPeers.add(message.workerId);
-  else if (message.type === 'attach') attachPeer(message.port);
+  else if (message.type === 'peer-dead') {
+    deadPeers.add(message.workerId);
+    for (const peer of peers.values()) {
+      for (const [slot, p] of peer.ports) {
+        if (p.workerId !== message.workerId) continue;
+        peer.ports.delete(slot);
+        p.port.close();
+      }
+    }
+  } else if (message.type === 'peer-add') {
+    const peer = peers.get(message.target);
+    if (!peer) message.port.close();
+    else {
+      peer.ports.get(message.slot)?.port.close();
+      peer.ports.set(message.slot, { port: message.port, workerId: message.workerId });
+    }
+  } else if (message.type === 'attach') attachPeer(message.port);
   else if (message.type === 'call') enqueue(message, (r) => control.postMessage(r));
 }
 
@@ -81,69 +105,131 @@ function hostValue(op: string, body: unknown): unknown {
   throw reply.error;
 }
 
+// ---- shared-memory payloads ---------------------------------------------------------------------
+
+/**
+ * A region of shared memory for `bytes` payloads one sender writes: a caller's requests (one
+ * call in flight at a time) or a callee's replies on one port (the caller reads each reply
+ * before it makes its next call on that port), so a region is never overwritten while read.
+ */
+interface Region {
+  bytes: Uint8Array | null;
+}
+/** This worker's region for the requests it sends as a caller. */
+const requestRegion: Region = { bytes: null };
+
+/** Put a large `bytes` payload in `region`; small ones and JSON go by structured clone. */
+function toWire(payload: Payload, region: Region): { payload: Payload; wire?: Wire } {
+  if (payload.tag !== 'bytes' || payload.val.length < init.sharedThreshold) return { payload };
+  const length = payload.val.length;
+  if (!region.bytes || region.bytes.length < length) {
+    region.bytes = new Uint8Array(new SharedArrayBuffer(2 ** Math.ceil(Math.log2(Math.max(length, 65536)))));
+  }
+  region.bytes.set(payload.val);
+  return { payload: { tag: 'bytes', val: EMPTY }, wire: { buffer: region.bytes.buffer as SharedArrayBuffer, length } };
+}
+const EMPTY = new Uint8Array(0);
+
+/** The payload as the receiver sees it: a view of the sender's region (read it before answering). */
+function fromWire(payload: Payload, wire: Wire | undefined): Payload {
+  return wire ? { tag: 'bytes', val: new Uint8Array(wire.buffer, 0, wire.length) } : payload;
+}
+
 // ---- the mesh from the guest's side -----------------------------------------------------------
 
 function meshError(tag: MeshErrorTag, message: string): { tag: MeshErrorTag; val: string } {
   return { tag, val: message };
 }
 
+/** Connect to `target`: its board and ports to its workers in service (the main thread adds later ones). */
+function connect(target: string): Peer {
+  const reply = host('mesh.connect', { target });
+  if (!reply.ok) throw reply.error;
+  const connection = reply.value as Connection;
+  const peer: Peer = { board: new Board(connection.board), timeoutMs: connection.timeoutMs, ports: new Map() };
+  for (const p of connection.peers) peer.ports.set(p.slot, { port: p.port, workerId: p.workerId });
+  peers.set(target, peer);
+  return peer;
+}
+
+/** Report a call that ended: a span on the task (when there is one) and the call metric. */
+function endSpan(span: SpanNotice, started: number, outcome: SpanNotice['outcome'], output: string): void {
+  send('span-end', { ...span, durationUs: Math.round((performance.now() - started) * 1000), outcome, output });
+}
+
 function meshCall(target: string, method: string, payload: Payload): Payload {
   const c = current();
-  if (c.chain.includes(target)) {
-    throw meshError('cycle', `E_MESH_CYCLE: ${[...c.chain, target].join(' → ')} would re-enter ${target}`);
-  }
+  const started = performance.now();
+  const id = ++callSeq;
+  const span: SpanNotice = { spanId: `${init.workerId}-${id}`, target, method, startedAt: Date.now() };
+  const fail = (tag: MeshErrorTag, message: string): never => {
+    endSpan(span, started, tag, message);
+    throw meshError(tag, message);
+  };
+  if (c.chain.includes(target)) fail('cycle', `E_MESH_CYCLE: ${[...c.chain, target].join(' → ')} would re-enter ${target}`);
   if (!allows(c.grants.mesh, target)) {
     send('denied', { capability: 'mesh', target, reason: `mesh target ${target} not granted` });
-    throw meshError('denied', `capability not granted: mesh target ${target}`);
+    fail('denied', `capability not granted: mesh target ${target}`);
   }
-  let peer = peers.get(target);
-  if (!peer) {
-    const reply = host('mesh.connect', { target });
-    if (!reply.ok) throw reply.error;
-    const value = reply.value as { port: MessagePort; workerId: number; timeoutMs: number };
-    value.port.on('close', () => peers.delete(target));
-    peer = value;
-    peers.set(target, peer);
+  let peer: Peer;
+  try {
+    peer = peers.get(target) ?? connect(target);
+  } catch (err) {
+    const e = err as { tag?: MeshErrorTag; val?: string };
+    return fail(e.tag ?? 'failed', String(e.val ?? err));
   }
-  const id = ++callSeq;
   const deadline = Math.min(c.deadline, Date.now() + peer.timeoutMs);
-  const spanId = `${init.workerId}-${id}`;
-  const started = Date.now();
-  send('span-start', { spanId, target, method, input: payloadPreview(payload), startedAt: started });
+  // Admit the call on the target's board and pick the worker; wait (within the deadline) while
+  // every worker is being replaced.
+  pumpControl();
+  const usable = (slot: number, workerId: number) => peer.ports.get(slot)?.workerId === workerId;
+  let claim = peer.board.claim(usable);
+  if ('none' in claim) {
+    claim = blockUntil(signal, deadline, () => {
+      pumpControl();
+      const again = peer.board.claim(usable);
+      return 'none' in again ? undefined : again;
+    }) ?? claim;
+  }
+  if ('busy' in claim) fail('busy', busyMessage(target, claim.busy));
+  if ('none' in claim) fail('timeout', `E_LIMIT_TIME: ${target} had no worker in service before the deadline`);
+  const { slot, pressured } = claim as { slot: number; pressured: boolean };
+  if (pressured && peer.board.raisePressure()) send('pool-pressure', { target });
+  const { port, workerId } = peer.ports.get(slot)!;
+  if (c.taskId) send('span-start', { ...span, input: preview(payload) });
+  const wired = toWire(payload, requestRegion);
   Atomics.store(signal, 0, 0);
-  peer.port.postMessage({ type: 'call', id, method, payload, ctx: { ...c, deadline }, signal: init.signal } satisfies CallRequest);
-  const workerId = peer.workerId;
+  port.postMessage({ type: 'call', id, method, payload: wired.payload, ctx: { ...c, deadline }, signal: init.signal, ...(wired.wire ? { wire: wired.wire } : {}) } satisfies CallRequest);
   const reply = blockUntil<CallReply | 'gone'>(signal, deadline, () => {
     let received;
-    while ((received = receiveMessageOnPort(peer!.port))) {
+    while ((received = receiveMessageOnPort(port))) {
       if ((received.message as CallReply).id === id) return received.message as CallReply;
     }
     pumpControl();
     return deadPeers.has(workerId) ? 'gone' : undefined;
   });
-  let result: CallReply;
   if (reply === undefined) {
-    peers.delete(target);
+    // The stopped callee may still be reading the request: later requests go to a new region.
+    requestRegion.bytes = null;
     send('kill-peer', { workerId, reason: `call ${target}.${method} passed its deadline` });
-    result = { type: 'reply', id, ok: false, error: { tag: 'timeout', message: `E_LIMIT_TIME: ${target}.${method} did not answer within ${deadline - started} ms (its wall-clock limit or the caller's deadline); its worker was stopped and is being replaced` } };
-  } else if (reply === 'gone') {
-    peers.delete(target);
-    result = { type: 'reply', id, ok: false, error: { tag: 'failed', message: `E_MESH_FAILED: ${target} crashed during ${method}; its worker is being replaced` } };
-  } else {
-    result = reply;
+    return fail('timeout', `E_LIMIT_TIME: ${target}.${method} did not answer within ${Math.round(deadline - span.startedAt)} ms (its wall-clock limit or the caller's deadline); its worker was stopped and is being replaced`);
   }
-  send('span-end', {
-    spanId, durationMs: Date.now() - started, ok: result.ok,
-    output: result.ok ? payloadPreview(result.payload) : result.error.message,
-  });
-  if (!result.ok) throw meshError(result.error.tag, result.error.message);
-  return result.payload;
+  if (reply === 'gone') return fail('failed', `E_MESH_FAILED: ${target} crashed during ${method}; its worker is being replaced`);
+  if (!reply.ok) return fail(reply.error.tag, reply.error.message);
+  const result = fromWire(reply.payload, reply.wire);
+  endSpan(span, started, 'ok', c.taskId ? preview(result) : '');
+  return result;
 }
 
-function payloadPreview(payload: Payload): string {
-  const text = payload.tag === 'json' ? payload.val : `<${payload.val.length} bytes>`;
-  return text.length > 4000 ? `${text.slice(0, 4000)}…` : text;
+/** `mesh.publish`: checked here against the call's grants, queued by the broker on the main thread. */
+function meshPublish(topic: string, payload: Payload): void {
+  if (!allows(current().grants.mesh, `topic:${topic}`)) {
+    send('denied', { capability: 'mesh', target: `topic:${topic}`, reason: `topic ${topic} not granted` });
+    throw meshError('denied', `capability not granted: topic:${topic}`);
+  }
+  hostValue('mesh.publish', { topic, payload: payload.tag === 'bytes' ? { tag: 'bytes', val: payload.val.slice() } : payload });
 }
+
 
 // ---- imports built from grants ----------------------------------------------------------------
 
@@ -250,7 +336,7 @@ function buildImports(): Record<string, unknown> {
     'warden:kernel/mesh': g.mesh.length === 0 ? deniedInterface('warden:kernel/mesh', audit) : {
       call: meshCall,
       listTools: () => hostValue('mesh.list-tools', {}),
-      publish: (topic: string, payload: Payload) => send('log', { level: 'debug', message: `publish ${topic} ${payloadPreview(payload)}` }),
+      publish: meshPublish,
     },
     'warden:kernel/session': !g.session ? deniedInterface('warden:kernel/session', audit) : {
       begin: (workspace: string) => {
@@ -296,7 +382,26 @@ interface Instance {
   exports: Exports;
   memories: WebAssembly.Memory[];
 }
+/** The instance of a long-lived component (agents, supervisors, commands); null until created. */
 let instance: Instance | null = null;
+/** Fresh instances made ahead of calls (pool workers of tools); each serves one call only. */
+const spares: Instance[] = [];
+/** The instance serving the current call. */
+let serving: Instance | null = null;
+
+/** What the board shows as ready: instances a call can start on without instantiating. */
+function readyCount(): number {
+  if (!init.prewarm) return 1;
+  return init.fresh ? spares.length : instance ? 1 : 0;
+}
+
+/** The instance for the next call: a spare (fresh) or the long-lived one, instantiated if none. */
+function takeInstance(): Instance {
+  if (!init.fresh) return (instance ??= instantiate());
+  const spare = spares.shift();
+  board.setReady(init.slot, readyCount());
+  return spare ?? instantiate();
+}
 
 function instantiate(): Instance {
   const memories: WebAssembly.Memory[] = [];
@@ -348,6 +453,11 @@ function invoke(exports: Exports, method: string, payload: Payload): { payload: 
       return { payload: json(exportOf(exports, 'warden:kernel/agent').run!(parsePayload(payload))) };
     case 'supervisor.handle-task':
       return { payload: json(exportOf(exports, 'warden:kernel/supervisor').handleTask!(parsePayload(payload))) };
+    case 'tool.handle-event':
+    case 'agent.handle-event':
+    case 'supervisor.handle-event':
+      exportOf(exports, 'warden:kernel/subscriber').handleEvent!(ctx?.topic ?? '', payload);
+      return { payload: json(null) };
     case 'command.run':
       exportOf(exports, 'wasi:cli/run').run!();
       return { payload: json(null), exitCode: 0 };
@@ -363,8 +473,8 @@ function serve(request: CallRequest): CallReply {
   outputCut = false;
   let trapped = false;
   try {
-    instance ??= instantiate();
-    const { payload, exitCode } = invoke(instance.exports, request.method, request.payload);
+    serving = takeInstance();
+    const { payload, exitCode } = invoke(serving.exports, request.method, fromWire(request.payload, request.wire));
     return exitCode === undefined ? { type: 'reply', id: request.id, ok: true, payload } : { type: 'reply', id: request.id, ok: true, payload, exitCode };
   } catch (err) {
     if (err instanceof GuestExit) {
@@ -378,7 +488,7 @@ function serve(request: CallRequest): CallReply {
     } else {
       trapped = true;
       const why = e?.message ?? String(err);
-      const oom = outOfMemory(instance, why);
+      const oom = outOfMemory(serving, why);
       if (oom) {
         const capMb = (init.component.maxPages * 65536) / 2 ** 20;
         message = `E_LIMIT_MEMORY: ${init.name} ran out of memory at its cap of ${capMb} MiB (${oom.usedMb} MiB in use; ${why}); raise limits.memoryMb to allow more`;
@@ -390,8 +500,9 @@ function serve(request: CallRequest): CallReply {
     return { type: 'reply', id: request.id, ok: false, error: { tag: e?.meshTag ?? 'failed', message }, trapped, ...(trapped && init.kind === 'command' ? { exitCode: 125 } : {}) };
   } finally {
     ctx = null;
-    // A trapped instance is unusable; a pool instance is never reused: prepare a fresh one off the critical path.
-    if (trapped || init.fresh) instance = null;
+    serving = null;
+    // A trapped instance is unusable; a fresh instance served its one call and is dropped.
+    if (trapped && !init.fresh) instance = null;
   }
 }
 
@@ -400,6 +511,7 @@ function enqueue(request: CallRequest, reply: (r: CallReply) => void): void {
   if (!busy) setImmediate(drain);
 }
 
+/** Serve queued calls in arrival order; answer each, free its place on the board, wake its caller. */
 function drain(): void {
   if (busy) return;
   busy = true;
@@ -408,25 +520,40 @@ function drain(): void {
     while ((next = deferred.shift())) {
       const result = serve(next.request);
       next.reply(result);
+      board.setReady(init.slot, readyCount());
+      board.release(init.slot);
       if (next.request.signal) notify(next.request.signal);
     }
   } finally {
     busy = false;
   }
-  if (init.fresh && init.prewarm && !instance) setImmediate(prewarm);
+  if (init.fresh && init.prewarm) setImmediate(refill);
 }
 
-function prewarm(): void {
-  if (instance || busy) return;
+/**
+ * Make spare instances up to `init.spares`, one per turn of the event loop so calls that
+ * arrive meanwhile are served first (instantiation stays off their critical path).
+ */
+function refill(): void {
+  if (busy || deferred.length > 0 || spares.length >= init.spares) return;
   try {
-    instance = instantiate();
+    spares.push(instantiate());
   } catch (err) {
     send('log', { level: 'error', message: `instantiation failed: ${(err as Error).message}` });
+    return;
   }
+  board.setReady(init.slot, readyCount());
+  if (spares.length < init.spares) setImmediate(refill);
 }
 
 function attachPeer(port: MessagePort): void {
-  port.on('message', (request: CallRequest) => enqueue(request, (r) => port.postMessage(r)));
+  // Replies on this port go through its own region (see `Region`).
+  const region: Region = { bytes: null };
+  port.on('message', (request: CallRequest) => enqueue(request, (r) => {
+    if (!r.ok) return port.postMessage(r);
+    const wired = toWire(r.payload, region);
+    port.postMessage(wired.wire ? { ...r, payload: wired.payload, wire: wired.wire } : r);
+  }));
 }
 
 control.on('message', onControl);
@@ -435,8 +562,11 @@ control.on('message', onControl);
 // reading preopens or the environment) are instantiated inside their first call instead, where the
 // call's grants and session exist.
 try {
-  if (init.prewarm) instance = instantiate();
+  if (init.prewarm && init.fresh) spares.push(instantiate());
+  else if (init.prewarm) instance = instantiate();
+  board.setReady(init.slot, readyCount());
   control.postMessage({ type: 'ready' });
+  if (init.fresh && init.prewarm) setImmediate(refill);
 } catch (err) {
   control.postMessage({ type: 'failed', message: (err as Error).message });
 }

@@ -24,6 +24,7 @@ export async function buildServer(kernel: Kernel, options: { logger?: boolean } 
     return reply.code(500).send({ error: 'E_INTERNAL', message: 'internal error; see the kernel log' });
   });
   await app.register(websocket, { options: { maxPayload: 1 << 16 } });
+  app.get('/metrics', async (_req, reply) => reply.type('text/plain; version=0.0.4').send(await kernel.metrics.text()));
   app.get('/health', async () => ({ status: 'ok', seq: kernel.state.seq, components: Object.keys(kernel.state.current.components).length }));
   await app.register(streamRoutes, { kernel });
   await app.register(taskRoutes, { kernel });

@@ -40,9 +40,14 @@ export interface ToolCall {
   method: string;
   input: string;
   status: 'running' | 'ok' | 'error';
+  /** `ok` or the mesh-error case (`denied`, `timeout`, `cycle`, `busy`, `failed`, `unknown-target`). */
+  outcome?: string;
   output?: string;
+  /** ms since the epoch. */
   startedAt: number;
   durationMs?: number;
+  /** Duration in microseconds, as measured by the caller. */
+  durationUs?: number;
 }
 
 /** A task as shown to clients. */

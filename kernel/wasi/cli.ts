@@ -94,7 +94,7 @@ export function cliImports(cli: CliContext): Record<string, Record<string, unkno
 }
 
 /** Kernel functions that return no `result` (a denied call can only trap). */
-const NO_RESULT = new Set(['publish', 'listTools', 'log', 'report']);
+const NO_RESULT = new Set(['listTools', 'log', 'report']);
 
 /**
  * A stub for an interface the component imports but was not granted. Every function fails:

@@ -9,7 +9,11 @@ export function call(target: string, method: string, payload: Payload): Payload;
  */
 export function listTools(): Array<ToolInfo>;
 /**
- * Publish an event on a topic (delivered within the node).
+ * Publish an event on `topic` (lower-case letters, digits, `.`, `_`, `-`). Every component
+ * subscribed to the topic gets it through its `subscriber.handle-event` export: at least once
+ * (retried until the handler returns `ok`), in publish order per topic, within this node.
+ * Needs the grant `topic:NAME` (or a `topic:prefix*` covering it) in the mesh grants.
+ * Fails with `denied` (no grant, bad name) or `busy` (a subscriber's queue is full).
  */
 export function publish(topic: string, payload: Payload): void;
 export type Payload = import('./warden-kernel-types.js').Payload;

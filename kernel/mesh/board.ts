@@ -1,0 +1,175 @@
+/**
+ * The dispatch board of one mesh target: a small `SharedArrayBuffer` that every thread calling
+ * the target (the main thread and any caller worker) and every worker serving it read and write
+ * with `Atomics`, so a caller picks a worker and admits a call without asking the main thread.
+ *
+ * Layout (Int32 words): a header, then {@link STRIDE} words per worker slot.
+ *
+ * | word            | meaning                                                                  |
+ * |-----------------|--------------------------------------------------------------------------|
+ * | `PRESSURE`      | 1 once a caller found no idle worker with a ready instance (grow signal) |
+ * | `BOUND`         | the target's queue bound: calls queued or running, all workers together  |
+ * | slot `LOAD`     | calls queued or running on the slot's worker; −1 = no worker (empty, dead, retired) |
+ * | slot `READY`    | fresh instances the worker holds ready (long-lived workers: 1 when idle) |
+ * | slot `SERVED`   | calls served since the worker started (idle detection)                  |
+ * | slot `WORKER`   | the id of the worker in the slot (a stale port is never used)           |
+ *
+ * A caller increments a slot's load with compare-and-swap (never from −1), the serving worker
+ * decrements it after its reply is posted, and the main thread takes a slot out of service by
+ * swapping its load to −1: from 0 only when retiring an idle worker, unconditionally when a
+ * worker died. The bound is checked against the sum of the loads read just before the claim,
+ * so concurrent callers on different threads can exceed it by at most one call each.
+ */
+
+/** Most workers one target can have. */
+export const MAX_SLOTS = 64;
+const PRESSURE = 0;
+const BOUND = 1;
+const HEADER = 4;
+const STRIDE = 4;
+const LOAD = 0;
+const READY = 1;
+const SERVED = 2;
+const WORKER = 3;
+
+/** Outcome of {@link Board.claim}: a slot index, or why none was taken. */
+export type Claim = { slot: number; pressured: boolean } | { busy: number } | { none: true };
+
+/** A view of one target's board. Construct it over the same buffer on any thread. */
+export class Board {
+  readonly words: Int32Array;
+
+  constructor(readonly buffer: SharedArrayBuffer) {
+    this.words = new Int32Array(buffer);
+  }
+
+  /** A new board with every slot empty. @param bound the queue bound (calls) */
+  static create(bound: number): Board {
+    const board = new Board(new SharedArrayBuffer((HEADER + MAX_SLOTS * STRIDE) * 4));
+    board.words[BOUND] = bound;
+    for (let s = 0; s < MAX_SLOTS; s++) board.words[HEADER + s * STRIDE + LOAD] = -1;
+    return board;
+  }
+
+  private at(slot: number, field: number): number {
+    return HEADER + slot * STRIDE + field;
+  }
+
+  get bound(): number {
+    return Atomics.load(this.words, BOUND);
+  }
+
+  load(slot: number): number {
+    return Atomics.load(this.words, this.at(slot, LOAD));
+  }
+
+  ready(slot: number): number {
+    return Atomics.load(this.words, this.at(slot, READY));
+  }
+
+  served(slot: number): number {
+    return Atomics.load(this.words, this.at(slot, SERVED));
+  }
+
+  worker(slot: number): number {
+    return Atomics.load(this.words, this.at(slot, WORKER));
+  }
+
+  /** Calls queued or running on every live slot. */
+  depth(): number {
+    let total = 0;
+    for (let s = 0; s < MAX_SLOTS; s++) total += Math.max(0, this.load(s));
+    return total;
+  }
+
+  /**
+   * Admit one call and pick the slot to send it to: an idle worker holding a ready instance,
+   * else an idle one, else the least loaded. `usable(slot, workerId)` says whether the caller
+   * can reach that worker (it holds a port to it).
+   * @returns the slot (its load already incremented; `pressured` when no idle worker had a ready
+   *   instance), `{busy}` with the depth when the bound is reached, or `{none}` when no worker is live
+   */
+  claim(usable: (slot: number, workerId: number) => boolean): Claim {
+    for (let attempt = 0; attempt < 8; attempt++) {
+      let depth = 0;
+      let best = -1;
+      let bestScore = Infinity;
+      for (let s = 0; s < MAX_SLOTS; s++) {
+        const load = this.load(s);
+        if (load < 0) continue;
+        depth += load;
+        if (!usable(s, this.worker(s))) continue;
+        const score = load === 0 ? (this.ready(s) > 0 ? 0 : 1) : 1 + load;
+        if (score < bestScore) {
+          best = s;
+          bestScore = score;
+        }
+      }
+      if (depth >= this.bound) return { busy: depth };
+      if (best < 0) return { none: true };
+      const load = this.load(best);
+      if (load >= 0 && Atomics.compareExchange(this.words, this.at(best, LOAD), load, load + 1) === load) {
+        return { slot: best, pressured: bestScore > 0 };
+      }
+    }
+    return { none: true };
+  }
+
+  /**
+   * Raise the grow signal. @returns true for the one caller that raised it (it tells the main
+   * thread); false when it was already up
+   */
+  raisePressure(): boolean {
+    return Atomics.compareExchange(this.words, PRESSURE, 0, 1) === 0;
+  }
+
+  /** Lower the grow signal (main thread, after acting on it). */
+  clearPressure(): void {
+    Atomics.store(this.words, PRESSURE, 0);
+  }
+
+  /** Serving worker: one call answered (its reply is posted). */
+  release(slot: number): void {
+    Atomics.add(this.words, this.at(slot, SERVED), 1);
+    const index = this.at(slot, LOAD);
+    // Never below zero, never revive a slot the main thread took out of service.
+    for (;;) {
+      const load = Atomics.load(this.words, index);
+      if (load <= 0 || Atomics.compareExchange(this.words, index, load, load - 1) === load) return;
+    }
+  }
+
+  /** Serving worker: how many ready instances it holds. */
+  setReady(slot: number, count: number): void {
+    Atomics.store(this.words, this.at(slot, READY), count);
+  }
+
+  /** Main thread: put a started worker in service in `slot`. */
+  open(slot: number, workerId: number): void {
+    Atomics.store(this.words, this.at(slot, WORKER), workerId);
+    Atomics.store(this.words, this.at(slot, SERVED), 0);
+    Atomics.store(this.words, this.at(slot, LOAD), 0);
+  }
+
+  /** Main thread: take an idle worker out of service. @returns false when a call claimed it meanwhile */
+  retire(slot: number): boolean {
+    return Atomics.compareExchange(this.words, this.at(slot, LOAD), 0, -1) === 0;
+  }
+
+  /** Main thread: a worker died. @returns how many calls it held (they are failed by the caller side) */
+  close(slot: number): number {
+    Atomics.store(this.words, this.at(slot, READY), 0);
+    return Math.max(0, Atomics.exchange(this.words, this.at(slot, LOAD), -1));
+  }
+
+  /** Index of an empty slot, or −1 when all {@link MAX_SLOTS} are taken. */
+  free(taken: ReadonlySet<number>): number {
+    for (let s = 0; s < MAX_SLOTS; s++) if (!taken.has(s)) return s;
+    return -1;
+  }
+}
+
+/** The `E_MESH_BUSY` message for `target` with `depth` calls queued or running. */
+export function busyMessage(target: string, depth: number): string {
+  return `E_MESH_BUSY: ${target} has ${depth} calls queued or running (its queue bound); retry later or raise pools.${target}.queue`;
+}
