@@ -66,10 +66,10 @@ function renderTask(state) {
   children.push(el('table', { id: 'steps' }, ...steps.map((s) => el('tr', {}, el('td', {}, s.n), el('td', {}, s.component), el('td', {}, s.step), el('td', {}, s.detail)))));
   children.push(el('h2', {}, `Tool calls (${calls.length})`));
   children.push(el('table', { id: 'tool-calls' }, ...calls.map((c) => el('tr', { 'data-call': c.id },
-    el('td', {}, el('span', { class: `status ${c.status}` }, c.status)),
+    el('td', {}, el('span', { class: `status ${c.status}` }, c.status === 'error' && c.outcome ? c.outcome : c.status)),
     el('td', {}, `${c.caller} → ${c.target}.${c.method}`),
     el('td', {}, el('code', {}, c.input.slice(0, 300))),
-    el('td', {}, c.durationMs === undefined ? '' : `${c.durationMs} ms`)))));
+    el('td', {}, formatDuration(c))))));
   if (t.diff) {
     children.push(el('h2', {}, `Diff (${t.diff.length} file${t.diff.length === 1 ? '' : 's'})`));
     const diff = el('div', { id: 'diff' });
@@ -109,3 +109,9 @@ $('#submit').onsubmit = async (event) => {
   location.hash = answer.id;
   if (client.state) render(client.state);
 };
+
+/** A call's duration: µs below a millisecond, ms above. */
+function formatDuration(call) {
+  if (call.durationUs !== undefined && call.durationUs < 1000) return `${call.durationUs} µs`;
+  return call.durationMs === undefined ? '' : `${call.durationMs} ms`;
+}

@@ -218,7 +218,7 @@ export class Mesh {
       limits: component.limits,
       fresh: component.fresh ?? component.kind === 'tool',
       prewarm: component.prewarm ?? true,
-      spares: Math.max(1, pool.spares),
+      spares: pool.spares,
       control: port2,
       signal,
       board: board.buffer,
@@ -283,6 +283,7 @@ export class Mesh {
 
   /** Tell the kernel how many workers a target has in service. */
   private poolChanged(target: Target): void {
+    if (!target.growing) target.board.clearPressure();
     const workers = [...target.slots.values()].filter((s) => s.open).length;
     this.services.notice({ type: 'notice', op: 'pool', component: target.component.name, body: { workers } });
   }
@@ -329,10 +330,8 @@ export class Mesh {
   /** Start one more worker for `target` (below its max, one at a time); lowers the grow signal when done. */
   private grow(target: Target): void {
     const live = [...target.slots.values()].filter((s) => !s.dead && !s.retired).length;
-    if (target.growing || live >= target.pool.max || this.closing) {
-      if (!target.growing) target.board.clearPressure();
-      return;
-    }
+    // At max the signal stays up, so callers stop reporting it; it is lowered when a worker leaves.
+    if (target.growing || live >= target.pool.max || this.closing) return;
     const index = target.board.free(new Set(target.slots.keys()));
     if (index < 0) return;
     target.growing = true;

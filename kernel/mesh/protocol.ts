@@ -99,7 +99,8 @@ export interface Notice {
   type: 'notice';
   op: 'log' | 'progress' | 'span-start' | 'span-end' | 'stdout' | 'stderr' | 'denied' | 'limit' | 'kill-peer' | 'pool-pressure' | 'dead-letter' | 'pool';
   body: unknown;
-  ctx?: CallContext;
+  /** The task of the call the notice came from (only the id: notices are on the hot path). */
+  ctx?: { taskId: string };
   component: string;
 }
 

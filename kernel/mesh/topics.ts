@@ -182,7 +182,7 @@ export class Topics {
           this.notice({
             type: 'notice', op: 'dead-letter', component: sub.component,
             body: { topic: event.topic, seq: event.seq, publisher: event.publisher, attempts: this.options.maxAttempts, reason: reply.error.message },
-            ...(event.taskId ? { ctx: { taskId: event.taskId, sessionId: null, chain: [], deadline: 0, grants: component.grants } } : {}),
+            ...(event.taskId ? { ctx: { taskId: event.taskId } } : {}),
           });
           continue;
         }

@@ -53,7 +53,7 @@ function current(): CallContext {
 }
 
 function send(op: Notice['op'], body: unknown): void {
-  control.postMessage({ type: 'notice', op, body, ctx: ctx ?? undefined, component: init.name } satisfies Notice);
+  control.postMessage({ type: 'notice', op, body, ...(ctx ? { ctx: { taskId: ctx.taskId } } : {}), component: init.name } satisfies Notice);
 }
 
 /** Take every queued control message: answers, peers coming and going, and calls to serve later. */
@@ -386,13 +386,17 @@ interface Instance {
 let instance: Instance | null = null;
 /** Fresh instances made ahead of calls (pool workers of tools); each serves one call only. */
 const spares: Instance[] = [];
+/** Whether this worker instantiates fresh instances ahead of calls (else inside each call). */
+const keepsSpares = init.fresh && init.prewarm && init.spares > 0;
 /** The instance serving the current call. */
 let serving: Instance | null = null;
 
 /** What the board shows as ready: instances a call can start on without instantiating. */
 function readyCount(): number {
-  if (!init.prewarm) return 1;
-  return init.fresh ? spares.length : instance ? 1 : 0;
+  if (keepsSpares) return spares.length;
+  // Instantiating inside each call (fresh without spares, or not prewarmed): idle is as ready as it gets.
+  if (init.fresh || !init.prewarm) return 1;
+  return instance ? 1 : 0;
 }
 
 /** The instance for the next call: a spare (fresh) or the long-lived one, instantiated if none. */
@@ -527,7 +531,7 @@ function drain(): void {
   } finally {
     busy = false;
   }
-  if (init.fresh && init.prewarm) setImmediate(refill);
+  if (keepsSpares) setImmediate(refill);
 }
 
 /**
@@ -562,11 +566,11 @@ control.on('message', onControl);
 // reading preopens or the environment) are instantiated inside their first call instead, where the
 // call's grants and session exist.
 try {
-  if (init.prewarm && init.fresh) spares.push(instantiate());
-  else if (init.prewarm) instance = instantiate();
+  if (keepsSpares) spares.push(instantiate());
+  else if (init.prewarm && !init.fresh) instance = instantiate();
   board.setReady(init.slot, readyCount());
   control.postMessage({ type: 'ready' });
-  if (init.fresh && init.prewarm) setImmediate(refill);
+  if (keepsSpares) setImmediate(refill);
 } catch (err) {
   control.postMessage({ type: 'failed', message: (err as Error).message });
 }
