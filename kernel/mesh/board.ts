@@ -9,6 +9,7 @@
  * |-----------------|--------------------------------------------------------------------------|
  * | `PRESSURE`      | 1 once a caller found no idle worker with a ready instance (grow signal) |
  * | `BOUND`         | the target's queue bound: calls queued or running, all workers together  |
+ * | `HIGH`          | one past the highest slot ever opened (callers scan slots below it)      |
  * | slot `LOAD`     | calls queued or running on the slot's worker; −1 = no worker (empty, dead, retired) |
  * | slot `READY`    | fresh instances the worker holds ready (long-lived workers: 1 when idle) |
  * | slot `SERVED`   | calls served since the worker started (idle detection)                  |
@@ -25,6 +26,8 @@
 export const MAX_SLOTS = 64;
 const PRESSURE = 0;
 const BOUND = 1;
+/** One past the highest slot ever opened: callers scan only that far. */
+const HIGH = 2;
 const HEADER = 4;
 const STRIDE = 4;
 const LOAD = 0;
@@ -78,7 +81,8 @@ export class Board {
   /** Calls queued or running on every live slot. */
   depth(): number {
     let total = 0;
-    for (let s = 0; s < MAX_SLOTS; s++) total += Math.max(0, this.load(s));
+    const high = Atomics.load(this.words, HIGH);
+    for (let s = 0; s < high; s++) total += Math.max(0, this.load(s));
     return total;
   }
 
@@ -90,11 +94,12 @@ export class Board {
    *   instance), `{busy}` with the depth when the bound is reached, or `{none}` when no worker is live
    */
   claim(usable: (slot: number, workerId: number) => boolean): Claim {
+    const high = Atomics.load(this.words, HIGH);
     for (let attempt = 0; attempt < 8; attempt++) {
       let depth = 0;
       let best = -1;
       let bestScore = Infinity;
-      for (let s = 0; s < MAX_SLOTS; s++) {
+      for (let s = 0; s < high; s++) {
         const load = this.load(s);
         if (load < 0) continue;
         depth += load;
@@ -149,6 +154,7 @@ export class Board {
     Atomics.store(this.words, this.at(slot, WORKER), workerId);
     Atomics.store(this.words, this.at(slot, SERVED), 0);
     Atomics.store(this.words, this.at(slot, LOAD), 0);
+    if (Atomics.load(this.words, HIGH) <= slot) Atomics.store(this.words, HIGH, slot + 1);
   }
 
   /** Main thread: take an idle worker out of service. @returns false when a call claimed it meanwhile */

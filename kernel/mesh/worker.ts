@@ -37,6 +37,8 @@ interface Peer {
   ports: Map<number, { port: MessagePort; workerId: number }>;
 }
 const peers = new Map<string, Peer>();
+/** The grants object last sent on each peer port. */
+const grantsSent = new WeakMap<MessagePort, Grants>();
 const deadPeers = new Set<number>();
 const hostReplies = new Map<number, HostReply>();
 const deferred: Array<{ request: CallRequest; reply: (r: CallReply, transfer?: Wire) => void }> = [];
@@ -199,7 +201,11 @@ function meshCall(target: string, method: string, payload: Payload): Payload {
   if (c.taskId) send('span-start', { ...span, input: preview(payload) });
   const wired = toWire(payload, requestRegion);
   Atomics.store(signal, 0, 0);
-  port.postMessage({ type: 'call', id, method, payload: wired.payload, ctx: { ...c, deadline }, signal: init.signal, ...(wired.wire ? { wire: wired.wire } : {}) } satisfies CallRequest);
+  // Grants are sent once per port while they stay the same object (the callee keeps the last ones).
+  const sameGrants = grantsSent.get(port) === c.grants;
+  if (!sameGrants) grantsSent.set(port, c.grants);
+  const callCtx = sameGrants ? { ...c, deadline, grants: undefined as unknown as Grants } : { ...c, deadline };
+  port.postMessage({ type: 'call', id, method, payload: wired.payload, ctx: callCtx, signal: init.signal, ...(wired.wire ? { wire: wired.wire } : {}) } satisfies CallRequest);
   const reply = blockUntil<CallReply | 'gone'>(signal, deadline, () => {
     let received;
     while ((received = receiveMessageOnPort(port))) {
@@ -470,9 +476,20 @@ function invoke(exports: Exports, method: string, payload: Payload): { payload: 
   }
 }
 
+let lastCallerGrants: Grants | null = null;
+let lastAttenuated: Grants = init.grants;
+/** This component's grants attenuated by a caller's (remembered for the same caller grants object). */
+function attenuated(callerGrants: Grants): Grants {
+  if (callerGrants !== lastCallerGrants) {
+    lastAttenuated = attenuate(init.grants, callerGrants);
+    lastCallerGrants = callerGrants;
+  }
+  return lastAttenuated;
+}
+
 function serve(request: CallRequest): CallReply {
   const chain = [...request.ctx.chain, init.name];
-  ctx = { ...request.ctx, chain, grants: attenuate(init.grants, request.ctx.grants) };
+  ctx = { ...request.ctx, chain, grants: attenuated(request.ctx.grants) };
   outputBytes = 0;
   outputCut = false;
   let trapped = false;
@@ -510,9 +527,10 @@ function serve(request: CallRequest): CallReply {
   }
 }
 
+/** Queue a call; serve it at once when idle (inside a blocking import, `busy` holds it for later). */
 function enqueue(request: CallRequest, reply: (r: CallReply) => void): void {
   deferred.push({ request, reply });
-  if (!busy) setImmediate(drain);
+  if (!busy) drain();
 }
 
 /** Serve queued calls in arrival order; answer each, free its place on the board, wake its caller. */
@@ -553,11 +571,18 @@ function refill(): void {
 function attachPeer(port: MessagePort): void {
   // Replies on this port go through its own region (see `Region`).
   const region: Region = { bytes: null };
-  port.on('message', (request: CallRequest) => enqueue(request, (r) => {
+  // The caller sends its grants only when they change (see `meshCall`).
+  let callerGrants: Grants | null = null;
+  port.on('message', (request: CallRequest) => {
+    if (request.ctx.grants) callerGrants = request.ctx.grants;
+    else if (callerGrants) request.ctx.grants = callerGrants;
+    else return port.postMessage({ type: 'reply', id: request.id, ok: false, error: { tag: 'failed', message: 'E_MESH_FAILED: call without the caller\'s grants' } } satisfies CallReply);
+    enqueue(request, (r) => {
     if (!r.ok) return port.postMessage(r);
     const wired = toWire(r.payload, region);
     port.postMessage(wired.wire ? { ...r, payload: wired.payload, wire: wired.wire } : r);
-  }));
+    });
+  });
 }
 
 control.on('message', onControl);
