@@ -10,7 +10,7 @@ import { Engine } from './engine/index.js';
 import { WardenError, messageOf } from './errors.js';
 import { KERNEL_GRANTS, type Manifest } from './grants/index.js';
 import { effectiveGrants, type Effective } from './grants/effective.js';
-import { Mesh, type CallContext, type Notice, type SpanNotice } from './mesh/index.js';
+import { Mesh, type CallContext, type CallStats, type Notice, type SpanNotice } from './mesh/index.js';
 import { Metrics } from './metrics.js';
 import { SessionFs, type FileChange } from './vfs/index.js';
 import { Store } from './store/index.js';
@@ -383,6 +383,9 @@ export class Kernel {
         });
         break;
       }
+      case 'call-stats':
+        this.metrics.observeStats(notice.component, body as unknown as CallStats[]);
+        break;
       case 'pool':
         if (this.state.current.components[notice.component]) {
           this.state.update((d) => {

@@ -4,7 +4,7 @@
  * units (seconds), `_total` for counters.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { Mesh, SpanNotice } from './mesh/index.js';
+import type { CallStats, Mesh, SpanNotice } from './mesh/index.js';
 
 /** Call durations from 20 µs to 30 s: the mesh's floor is tens of µs, a tool call can take seconds. */
 const CALL_BUCKETS = [2e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 5e-2, 0.25, 1, 5, 30];
@@ -65,6 +65,14 @@ export class Metrics {
   /** Count one finished mesh call. */
   observeCall(caller: string, span: SpanNotice): void {
     this.meshCalls.observe({ caller, target: span.target, method: span.method, outcome: span.outcome ?? 'ok' }, (span.durationUs ?? 0) / 1e6);
+  }
+
+  /** Count a batch of calls made outside tasks by `caller`. */
+  observeStats(caller: string, batch: CallStats[]): void {
+    for (const stats of batch) {
+      const child = this.meshCalls.labels({ caller, target: stats.target, method: stats.method, outcome: stats.outcome });
+      for (const us of stats.durationsUs) child.observe(us / 1e6);
+    }
   }
 
   /** The exposition text. */

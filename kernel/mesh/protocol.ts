@@ -85,6 +85,14 @@ export interface SpanNotice {
   output?: string;
 }
 
+/** Calls outside tasks of one target, method and outcome, counted by a caller worker (`call-stats` notice). */
+export interface CallStats {
+  target: string;
+  method: string;
+  outcome: MeshErrorTag | 'ok';
+  durationsUs: number[];
+}
+
 /** What a caller worker learns when it first calls a target: the board and a port per live worker. */
 export interface Connection {
   board: SharedArrayBuffer;
@@ -97,7 +105,7 @@ export type HostReply = { type: 'host-reply'; id: number; ok: true; value: unkno
 /** A fire-and-forget notice from a worker to the main thread. */
 export interface Notice {
   type: 'notice';
-  op: 'log' | 'progress' | 'span-start' | 'span-end' | 'stdout' | 'stderr' | 'denied' | 'limit' | 'kill-peer' | 'pool-pressure' | 'dead-letter' | 'pool';
+  op: 'log' | 'progress' | 'span-start' | 'span-end' | 'stdout' | 'stderr' | 'denied' | 'limit' | 'kill-peer' | 'pool-pressure' | 'dead-letter' | 'pool' | 'call-stats';
   body: unknown;
   /** The task of the call the notice came from (only the id: notices are on the hot path). */
   ctx?: { taskId: string };

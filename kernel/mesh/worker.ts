@@ -16,7 +16,7 @@ import { ScopedSql } from '../store/scoped-sql.js';
 import { blockUntil, notify } from './sync.js';
 import { Board, busyMessage } from './board.js';
 import { preview } from './protocol.js';
-import type { CallContext, CallReply, CallRequest, Connection, HostReply, MeshErrorTag, Notice, Payload, SpanNotice, Wire, WorkerInit } from './protocol.js';
+import type { CallContext, CallReply, CallRequest, CallStats, Connection, HostReply, MeshErrorTag, Notice, Payload, SpanNotice, Wire, WorkerInit } from './protocol.js';
 import { join } from 'node:path';
 
 enableWasmFeatures();
@@ -154,10 +154,39 @@ function connect(target: string): Peer {
   return peer;
 }
 
-/** Report a call that ended: a span on the task (when there is one) and the call metric. */
-function endSpan(span: SpanNotice, started: number, outcome: SpanNotice['outcome'], output: string): void {
-  send('span-end', { ...span, durationUs: Math.round((performance.now() - started) * 1000), outcome, output });
+/**
+ * Report a call that ended. A call of a task is a span on the task, sent at once (the kernel
+ * counts its metric); other calls are only counted, in batches (`call-stats`), so the hot path
+ * does not post a message to the main thread per call.
+ */
+function endSpan(span: SpanNotice, started: number, outcome: NonNullable<SpanNotice['outcome']>, output: string): void {
+  const durationUs = Math.round((performance.now() - started) * 1000);
+  if (ctx?.taskId) {
+    send('span-end', { ...span, durationUs, outcome, output });
+    return;
+  }
+  const key = `${span.target}\0${span.method}\0${outcome}`;
+  let stats = callStats.get(key);
+  if (!stats) {
+    stats = { target: span.target, method: span.method, outcome, durationsUs: [] };
+    callStats.set(key, stats);
+  }
+  stats.durationsUs.push(durationUs);
+  if (++statsPending >= 4096) flushStats();
 }
+
+/** Durations of calls outside tasks not yet reported, by target, method and outcome. */
+const callStats = new Map<string, CallStats>();
+let statsPending = 0;
+
+/** Send the counted calls to the main thread (every second while idle, or every 4096 calls). */
+function flushStats(): void {
+  if (statsPending === 0) return;
+  control.postMessage({ type: 'notice', op: 'call-stats', body: [...callStats.values()], component: init.name } satisfies Notice);
+  callStats.clear();
+  statsPending = 0;
+}
+setInterval(flushStats, 1000).unref();
 
 function meshCall(target: string, method: string, payload: Payload): Payload {
   const c = current();
