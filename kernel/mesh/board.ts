@@ -15,6 +15,11 @@
  * | slot `SERVED`   | calls served since the worker started (idle detection)                  |
  * | slot `WORKER`   | the id of the worker in the slot (a stale port is never used)           |
  *
+ * After the Int32 words, one Float64 per slot holds the deadline (ms since the epoch) of the call
+ * the slot's worker is serving, 0 when idle: the main thread's watchdog stops a worker still
+ * serving a call past its deadline when no caller is left to do it (its caller died first).
+ * Aligned 8-byte stores and loads do not tear on the platforms Node supports.
+ *
  * A caller increments a slot's load with compare-and-swap (never from −1), the serving worker
  * decrements it after its reply is posted, and the main thread takes a slot out of service by
  * swapping its load to −1: from 0 only when retiring an idle worker, unconditionally when a
@@ -34,6 +39,8 @@ const LOAD = 0;
 const READY = 1;
 const SERVED = 2;
 const WORKER = 3;
+/** Int32 words before the deadlines (a multiple of 2, so the Float64s are aligned). */
+const WORDS = HEADER + MAX_SLOTS * STRIDE;
 
 /** Outcome of {@link Board.claim}: a slot index, or why none was taken. */
 export type Claim = { slot: number; pressured: boolean } | { busy: number } | { none: true };
@@ -41,14 +48,16 @@ export type Claim = { slot: number; pressured: boolean } | { busy: number } | { 
 /** A view of one target's board. Construct it over the same buffer on any thread. */
 export class Board {
   readonly words: Int32Array;
+  private readonly deadlines: Float64Array;
 
   constructor(readonly buffer: SharedArrayBuffer) {
-    this.words = new Int32Array(buffer);
+    this.words = new Int32Array(buffer, 0, WORDS);
+    this.deadlines = new Float64Array(buffer, WORDS * 4, MAX_SLOTS);
   }
 
   /** A new board with every slot empty. @param bound the queue bound (calls) */
   static create(bound: number): Board {
-    const board = new Board(new SharedArrayBuffer((HEADER + MAX_SLOTS * STRIDE) * 4));
+    const board = new Board(new SharedArrayBuffer(WORDS * 4 + MAX_SLOTS * 8));
     board.words[BOUND] = bound;
     for (let s = 0; s < MAX_SLOTS; s++) board.words[HEADER + s * STRIDE + LOAD] = -1;
     return board;
@@ -149,8 +158,19 @@ export class Board {
     Atomics.store(this.words, this.at(slot, READY), count);
   }
 
+  /** Deadline (ms since the epoch) of the call the slot's worker is serving; 0 when idle. */
+  deadline(slot: number): number {
+    return this.deadlines[slot]!;
+  }
+
+  /** Serving worker: the deadline of the call it starts (0 when it finished). */
+  setDeadline(slot: number, deadline: number): void {
+    this.deadlines[slot] = deadline;
+  }
+
   /** Main thread: put a started worker in service in `slot`. */
   open(slot: number, workerId: number): void {
+    this.deadlines[slot] = 0;
     Atomics.store(this.words, this.at(slot, WORKER), workerId);
     Atomics.store(this.words, this.at(slot, SERVED), 0);
     Atomics.store(this.words, this.at(slot, LOAD), 0);

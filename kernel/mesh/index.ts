@@ -39,6 +39,10 @@ export const DEFAULT_TOOL_POOL: PoolSettings = { min: 2, max: 4, queue: 64, idle
 /** Pool of a long-lived component (agent, supervisor, command): one worker, one instance. */
 export const LONG_LIVED_POOL: PoolSettings = { min: 1, max: 1, queue: 64, idleMs: 30_000, spares: 0 };
 
+/** How often the watchdog looks for workers serving a call past its deadline, and its grace, ms. */
+const WATCH_MS = 100;
+const WATCH_GRACE_MS = 200;
+
 /** Default {@link MeshOptions.sharedThreshold}, bytes. */
 export const SHARED_THRESHOLD = 256 * 1024;
 
@@ -130,13 +134,17 @@ export class Mesh {
   private nextWorkerId = 1;
   private nextCallId = 1;
   private closing = false;
-  private readonly idleTimer: NodeJS.Timeout;
+  private readonly timer: NodeJS.Timeout;
   /** Publish-subscribe between components (at-least-once, in order per topic). */
   readonly topics: Topics;
 
   constructor(private readonly services: HostServices, private readonly options: MeshOptions) {
-    this.idleTimer = setInterval(() => this.shrink(), 1000);
-    this.idleTimer.unref();
+    let ticks = 0;
+    this.timer = setInterval(() => {
+      this.watch();
+      if (++ticks % 10 === 0) this.shrink();
+    }, WATCH_MS);
+    this.timer.unref();
     this.topics = new Topics(this, (notice) => this.services.notice(notice));
   }
 
@@ -352,6 +360,35 @@ export class Mesh {
     );
   }
 
+  /**
+   * Stop a worker at once: take it out of service on the board and tell its callers first, so
+   * no new call goes to it while its thread exits; `onExit` replaces it.
+   */
+  private kill(slot: WorkerSlot): void {
+    if (slot.open) slot.target.board.close(slot.index);
+    slot.open = false;
+    this.tellCallers(slot);
+    void slot.worker.terminate();
+  }
+
+  /**
+   * The watchdog: a worker still serving a call more than {@link WATCH_GRACE_MS} past the call's
+   * deadline is stopped (its caller normally does that at the deadline; this covers a caller
+   * that died first, so no callee outlives its deadline). Audited as a `limit`.
+   */
+  private watch(): void {
+    const now = Date.now();
+    for (const target of this.targets.values()) {
+      for (const slot of target.slots.values()) {
+        const deadline = target.board.deadline(slot.index);
+        if (!slot.open || deadline === 0 || now <= deadline + WATCH_GRACE_MS) continue;
+        const reason = `E_LIMIT_TIME: ${target.component.name} was still serving a call ${now - deadline} ms after its deadline; its worker was stopped and is being replaced`;
+        this.services.notice({ type: 'notice', op: 'limit', component: target.component.name, body: { limit: 'timeoutMs', reason } });
+        this.kill(slot);
+      }
+    }
+  }
+
   /** Retire workers above `min` that served nothing for `idleMs` (one per target per tick). */
   private shrink(): void {
     const now = Date.now();
@@ -377,9 +414,12 @@ export class Mesh {
 
   private onNotice(notice: Notice): void {
     if (notice.op === 'kill-peer') {
-      const { workerId } = notice.body as { workerId: number };
+      const { workerId, cap, reason } = notice.body as { workerId: number; cap: number; reason: string };
       const slot = this.byId.get(workerId);
-      if (slot) void slot.worker.terminate();
+      if (!slot) return;
+      this.kill(slot);
+      this.services.notice({ type: 'notice', op: 'limit', component: slot.target.component.name, ...(notice.ctx ? { ctx: notice.ctx } : {}), body: { limit: 'timeoutMs', cap, caller: notice.component, reason } });
+      return;
     } else if (notice.op === 'pool-pressure') {
       const target = this.targets.get((notice.body as { target: string }).target);
       if (target) this.grow(target);
@@ -509,7 +549,7 @@ export class Mesh {
     return new Promise<CallReply>((resolve) => {
       const timer = setTimeout(() => {
         chosen.pending.delete(id);
-        void chosen.worker.terminate();
+        this.kill(chosen);
         const message = `E_LIMIT_TIME: ${name}.${method} did not answer within ${ctx.deadline - start} ms; its worker was stopped and is being replaced`;
         this.services.notice({ type: 'notice', op: 'limit', component: name, ctx, body: { limit: 'timeoutMs', cap: ctx.deadline - start, reason: message } });
         resolve({ type: 'reply', id, ok: false, error: { tag: 'timeout', message } });
@@ -525,7 +565,7 @@ export class Mesh {
   /** Stop every worker and every event delivery. */
   async close(): Promise<void> {
     this.closing = true;
-    clearInterval(this.idleTimer);
+    clearInterval(this.timer);
     this.topics.close();
     const all = [...this.targets.values()].flatMap((t) => [...t.slots.values()]);
     this.targets.clear();

@@ -246,8 +246,10 @@ function meshCall(target: string, method: string, payload: Payload): Payload {
   if (reply === undefined) {
     // The stopped callee may still be reading the request: later requests go to a new region.
     requestRegion.bytes = null;
-    send('kill-peer', { workerId, reason: `call ${target}.${method} passed its deadline` });
-    return fail('timeout', `E_LIMIT_TIME: ${target}.${method} did not answer within ${Math.round(deadline - span.startedAt)} ms (its wall-clock limit or the caller's deadline); its worker was stopped and is being replaced`);
+    const message = `E_LIMIT_TIME: ${target}.${method} did not answer within ${Math.round(deadline - span.startedAt)} ms (its wall-clock limit or the caller's deadline); its worker was stopped and is being replaced`;
+    // The main thread stops the callee and audits the limit hit on it.
+    send('kill-peer', { workerId, cap: Math.round(deadline - span.startedAt), reason: message });
+    return fail('timeout', message);
   }
   if (reply === 'gone') return fail('failed', `E_MESH_FAILED: ${target} crashed during ${method}; its worker is being replaced`);
   if (!reply.ok) return fail(reply.error.tag, reply.error.message);
@@ -569,7 +571,9 @@ function drain(): void {
   try {
     let next;
     while ((next = deferred.shift())) {
+      board.setDeadline(init.slot, next.request.ctx.deadline);
       const result = serve(next.request);
+      board.setDeadline(init.slot, 0);
       next.reply(result);
       board.setReady(init.slot, readyCount());
       board.release(init.slot);
