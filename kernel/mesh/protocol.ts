@@ -22,7 +22,10 @@ export interface CallContext {
   chain: string[];
   /** Absolute deadline, ms since the epoch. */
   deadline: number;
-  /** The caller's effective grants (the callee's are intersected with them). */
+  /**
+   * The caller's effective grants (the callee's are intersected with them). On a peer port they
+   * are sent only when they changed since the last call on that port; the callee keeps the last.
+   */
   grants: Grants;
   /** Program arguments and stdin for `wasi:cli/command` runs. */
   args?: string[];

@@ -41,7 +41,7 @@ const peers = new Map<string, Peer>();
 const grantsSent = new WeakMap<MessagePort, Grants>();
 const deadPeers = new Set<number>();
 const hostReplies = new Map<number, HostReply>();
-const deferred: Array<{ request: CallRequest; reply: (r: CallReply, transfer?: Wire) => void }> = [];
+const deferred: Array<{ request: CallRequest; reply: (r: CallReply) => void }> = [];
 let busy = false;
 let hostSeq = 0;
 let callSeq = 0;
