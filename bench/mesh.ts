@@ -84,6 +84,7 @@ import { DEFAULT_LIMITS, KERNEL_GRANTS, NO_GRANTS } from '../kernel/grants/index
 import { Mesh, type MeshComponent, type Notice } from '../kernel/mesh/index.js';
 import { PACKAGE_ROOT } from '../kernel/paths.js';
 import { buildWorld } from '../test/support/worlds.js';
+import { option, summarise, type Summary } from './lib/stats.js';
 
 const GOAL_RATIO_P50 = 1.5;
 const GOAL_RATIO_P99 = 3;
@@ -103,34 +104,11 @@ const BYTES_SIZES = [
   { name: '1m', size: 1 << 20, calls: 120, block: 20 },
 ] as const;
 
-function option(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  const value = i >= 0 ? Number(process.argv[i + 1]) : fallback;
-  if (!Number.isInteger(value) || value <= 0) throw new Error(`--${name} takes a positive integer`);
-  return value;
-}
 const CALLS = Math.ceil(Math.max(1000, option('calls', 3000)) / BLOCK) * BLOCK;
 const PACE_US = option('pace-us', 5000);
 const THROUGHPUT_MS = option('throughput-ms', 1500);
 
 // ---- statistics -----------------------------------------------------------------------------
-
-function quantile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
-  return sorted[i]!;
-}
-
-interface Summary {
-  median: number;
-  p99: number;
-  n: number;
-}
-
-function summarise(samples: number[]): Summary {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return { median: quantile(sorted, 0.5), p99: quantile(sorted, 0.99), n: sorted.length };
-}
 
 const round = (x: number, digits = 1): number => Number(x.toFixed(digits));
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -230,7 +208,7 @@ class Series {
   corrected(): Summary & { raw: Summary } {
     const raw = summarise(this.us);
     const clock = this.clock;
-    return { median: raw.median - clock, p99: raw.p99 - clock, n: raw.n, raw };
+    return { median: raw.median - clock, p99: raw.p99 - clock, min: raw.min - clock, n: raw.n, raw };
   }
 }
 

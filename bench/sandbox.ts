@@ -53,6 +53,7 @@ import { BUILT_COMPONENTS, COMPONENT_SOURCES } from '../kernel/paths.js';
 import { Overlay, SessionFs } from '../kernel/vfs/index.js';
 import { cliImports, deniedInterface } from '../kernel/wasi/cli.js';
 import { filesystemImports } from '../kernel/wasi/filesystem.js';
+import { option, summarise, type Summary } from './lib/stats.js';
 
 type Imports = Record<string, unknown>;
 type ToolExport = { call: (input: string) => string };
@@ -70,34 +71,10 @@ const GOAL_RATIO = 1.2;
 const GOAL_INSTANTIATE_MS = 10;
 const BLOCK = 50;
 
-function option(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  const value = i >= 0 ? Number(process.argv[i + 1]) : fallback;
-  if (!Number.isInteger(value) || value <= 0) throw new Error(`--${name} takes a positive integer`);
-  return value;
-}
 const INSTANCES = Math.max(50, option('instances', 60));
 const CALLS = Math.max(500, option('calls', 600));
 
 // ---- statistics -----------------------------------------------------------------------------
-
-function quantile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
-  return sorted[i]!;
-}
-
-interface Summary {
-  median: number;
-  p99: number;
-  min: number;
-  n: number;
-}
-
-function summarise(samples: number[]): Summary {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return { median: quantile(sorted, 0.5), p99: quantile(sorted, 0.99), min: sorted[0]!, n: sorted.length };
-}
 
 const round = (x: number, digits = 3): number => Number(x.toFixed(digits));
 const nowNs = (): bigint => process.hrtime.bigint();

@@ -61,6 +61,8 @@ interface Subscription {
   component: string;
   patterns: string[];
   queues: Map<string, Queue>;
+  /** Events queued over all its topics. */
+  pending: number;
 }
 
 /** A WIT `mesh-error` value, thrown to the publishing guest. */
@@ -80,7 +82,7 @@ export class Topics {
 
   /** Deliver events on topics matching `patterns` (`topic:NAME`, `topic:prefix*`) to `component`. */
   subscribe(component: string, patterns: string[]): void {
-    this.subscriptions.set(component, { component, patterns, queues: new Map() });
+    this.subscriptions.set(component, { component, patterns, queues: new Map(), pending: 0 });
   }
 
   /** Stop delivering to `component`; its undelivered events are dropped with a log line. */
@@ -88,8 +90,7 @@ export class Topics {
     const sub = this.subscriptions.get(component);
     if (!sub) return;
     this.subscriptions.delete(component);
-    const dropped = [...sub.queues.values()].reduce((n, q) => n + q.events.length, 0);
-    if (dropped > 0) this.log('warn', component, `unsubscribed with ${dropped} undelivered events`);
+    if (sub.pending > 0) this.log('warn', component, `unsubscribed with ${sub.pending} undelivered events`);
   }
 
   /**
@@ -109,9 +110,8 @@ export class Topics {
     for (const sub of this.subscriptions.values()) {
       const grants = this.mesh.component(sub.component)?.grants;
       if (!grants || !allows(sub.patterns, `topic:${topic}`) || !allows(grants.mesh, `topic:${topic}`)) continue;
-      const pending = [...sub.queues.values()].reduce((n, q) => n + q.events.length, 0);
-      if (pending >= this.options.maxPending) {
-        throw { tag: 'busy', val: `E_MESH_BUSY: subscriber ${sub.component} has ${pending} undelivered events; publish again later` } satisfies MeshErrorValue;
+      if (sub.pending >= this.options.maxPending) {
+        throw { tag: 'busy', val: `E_MESH_BUSY: subscriber ${sub.component} has ${sub.pending} undelivered events; publish again later` } satisfies MeshErrorValue;
       }
       targets.push(sub);
     }
@@ -124,6 +124,7 @@ export class Topics {
         sub.queues.set(topic, queue);
       }
       queue.events.push(event);
+      sub.pending++;
       void this.drain(sub, queue);
     }
     return { seq: event.seq, subscribers: targets.length };
@@ -170,6 +171,7 @@ export class Topics {
         const counters = this.countersOf(event.topic);
         if (reply.ok) {
           queue.events.shift();
+          sub.pending--;
           counters.delivered++;
           attempts = 0;
           continue;
@@ -177,6 +179,7 @@ export class Topics {
         attempts++;
         if (attempts >= this.options.maxAttempts) {
           queue.events.shift();
+          sub.pending--;
           counters.deadLettered++;
           attempts = 0;
           this.notice({
