@@ -182,7 +182,11 @@ export class Board {
     return Atomics.compareExchange(this.words, this.at(slot, LOAD), 0, -1) === 0;
   }
 
-  /** Main thread: a worker died. @returns how many calls it held (they are failed by the caller side) */
+  /**
+   * Take a worker out of service whatever it holds: the main thread when it died or is stopped,
+   * or a caller that stopped it at its deadline. Idempotent.
+   * @returns how many calls it held (they are failed by the caller side)
+   */
   close(slot: number): number {
     Atomics.store(this.words, this.at(slot, READY), 0);
     return Math.max(0, Atomics.exchange(this.words, this.at(slot, LOAD), -1));

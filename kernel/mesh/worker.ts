@@ -246,6 +246,14 @@ function meshCall(target: string, method: string, payload: Payload): Payload {
   if (reply === undefined) {
     // The stopped callee may still be reading the request: later requests go to a new region.
     requestRegion.bytes = null;
+    // Out of service at once, for every caller: no later call may be claimed by the stopped
+    // worker while the main thread is still stopping it.
+    if (peer.board.worker(slot) === workerId) peer.board.close(slot);
+    const stale = peer.ports.get(slot);
+    if (stale?.workerId === workerId) {
+      peer.ports.delete(slot);
+      stale.port.close();
+    }
     const message = `E_LIMIT_TIME: ${target}.${method} did not answer within ${Math.round(deadline - span.startedAt)} ms (its wall-clock limit or the caller's deadline); its worker was stopped and is being replaced`;
     // The main thread stops the callee and audits the limit hit on it.
     send('kill-peer', { workerId, cap: Math.round(deadline - span.startedAt), reason: message });

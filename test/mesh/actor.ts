@@ -11,6 +11,8 @@
  *   `unreachable`); `{op:'fail'}` returns a `tool-error` (an error result, not a trap);
  * - `{op:'call', target, input}` calls `target`'s tool `call` with `input` (JSON) and returns
  *   `{ok, value|error, ms}` (value: the reply payload's text);
+ * - `{op:'seq', steps: [{target, input}]}` makes those calls one right after another and returns
+ *   their attempts as a JSON array;
  * - `{op:'calls', target, n, tag}` makes `n` calls of `{op:'echo', tag, k}` one after another
  *   and returns how many replies matched their own input;
  * - `{op:'publish', topic, n, failFirst?, doomed?}` publishes `n` events `{k, mode}`;
@@ -71,6 +73,8 @@ function run(req) {
     case 'fail': throw { tag: 'failed', val: 'refused on purpose' };
     case 'call':
       return JSON.stringify(attempt(() => call(req.target, 'call', { tag: 'json', val: JSON.stringify(req.input ?? null) }).val));
+    case 'seq':
+      return JSON.stringify(req.steps.map((step) => attempt(() => call(step.target, 'call', { tag: 'json', val: JSON.stringify(step.input ?? null) }).val)));
     case 'calls': {
       let ok = 0, mismatched = 0;
       const errors = [];
