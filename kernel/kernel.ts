@@ -13,6 +13,7 @@ import { effectiveGrants, type Effective } from './grants/effective.js';
 import { Mesh, type CallContext, type CallStats, type Notice, type SpanNotice } from './mesh/index.js';
 import { Metrics } from './metrics.js';
 import { SessionFs, type FileChange } from './vfs/index.js';
+import { DEFAULT_ORPHAN_DAYS, discardOrphans, recoverSessions } from './session-policy.js';
 import { Store } from './store/index.js';
 import { StateDocument, type TaskState } from './state/index.js';
 import { Inference, type ChatRequest } from './inference/index.js';
@@ -90,9 +91,29 @@ export class Kernel {
     const log = options.logger ?? pino({ level: options.quiet ? 'silent' : 'info' }, pino.destination(2));
     const store = new Store(join(dataDir, 'warden.db'));
     const kernel = new Kernel(dataDir, store, config, log, env);
+    kernel.recoverSessions();
     kernel.restore();
+    kernel.applySessionPolicy();
     await kernel.loadAll();
     return kernel;
+  }
+
+  /** Finish or roll back commits a crash interrupted (before anything reads a workspace). */
+  private recoverSessions(): void {
+    for (const action of recoverSessions(this.sessions, this.store)) {
+      const level = action.action === 'failed' ? 'error' : 'warn';
+      this.log[level]({ session: action.session, action: action.action, workspace: action.workspace, error: action.error }, `session recovery: ${action.action}`);
+    }
+  }
+
+  /** Discard orphaned sessions older than `sessions.orphanDays` (default {@link DEFAULT_ORPHAN_DAYS}; 0 keeps them). */
+  private applySessionPolicy(): void {
+    const days = this.config.sessions.orphanDays ?? DEFAULT_ORPHAN_DAYS;
+    if (days <= 0) return;
+    for (const orphan of discardOrphans(this.sessions, this.store, days)) {
+      this.log.warn({ session: orphan.id, reason: orphan.reason, ageDays: Math.round(orphan.ageDays) }, 'orphaned session discarded by policy (sessions.orphanDays)');
+      this.markSession(orphan.id, 'discarded');
+    }
   }
 
   /** Rebuild tasks from the store; tasks that were running when the kernel stopped are interrupted. */
@@ -312,7 +333,7 @@ export class Kernel {
       case 'session.meta':
         return { workspace: this.sessions.meta(String(b['id'])).workspace };
       case 'session.diff':
-        return this.sessions.diff(String(b['id'])).map((c) => ({ path: c.path, kind: c.kind, unified: c.unified ?? undefined }));
+        return this.sessions.diff(String(b['id'])).map((c) => ({ path: c.path, kind: c.kind, renamedFrom: c.from, unified: c.unified }));
       case 'session.commit':
         try {
           this.commitSession(String(b['id']));

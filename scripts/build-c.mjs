@@ -4,6 +4,8 @@
 //                                          preview1 reactor adapter)
 //   test/security/guests/hostile.c      → hostile.wasm     (a wasi:cli/command, command adapter,
 //                                          world hostile in hostile.wit)
+//   test/vfs/guests/fsconf.c            → fsconf.wasm      (a wasi:cli/command exercising wasi:filesystem
+//                                          through C stdio/POSIX, command adapter, world fsconf)
 // The .wasm files are committed, so `npm install` needs no C toolchain; without one this script
 // says so and exits 0. Needs wit/deps (created by `npm run build`).
 import { execFileSync } from 'node:child_process';
@@ -41,6 +43,14 @@ const OUTPUTS = [
     adapter: 'command',
     wit: 'test/security/guests/hostile.wit',
     world: 'hostile',
+  },
+  {
+    source: 'test/vfs/guests/fsconf.c',
+    wasm: 'test/vfs/guests/fsconf.wasm',
+    link: ['-mexec-model=command'],
+    adapter: 'command',
+    wit: 'test/vfs/guests/fsconf.wit',
+    world: 'fsconf',
   },
 ];
 

@@ -74,7 +74,7 @@ function renderTask(state) {
     children.push(el('h2', {}, `Diff (${t.diff.length} file${t.diff.length === 1 ? '' : 's'})`));
     const diff = el('div', { id: 'diff' });
     for (const change of t.diff) {
-      diff.append(el('p', {}, el('strong', {}, `${change.kind} ${change.path}`)));
+      diff.append(el('p', {}, el('strong', {}, `${change.kind} ${change.from ? `${change.from} → ` : ''}${change.path}`)));
       if (change.unified) diff.append(diffBlock(change.unified));
     }
     children.push(diff);

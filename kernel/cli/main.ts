@@ -7,7 +7,8 @@ import { resolve } from 'node:path';
 import { Kernel, DEFAULT_MODEL } from '../kernel.js';
 import { messageOf, isWardenError } from '../errors.js';
 import { buildServer } from '../server/index.js';
-import { SessionFs, type FileChange } from '../vfs/index.js';
+import { SessionFs, type ChangeKind, type FileChange } from '../vfs/index.js';
+import { DEFAULT_ORPHAN_DAYS, discardOrphans, findOrphans, recoverSessions } from '../session-policy.js';
 import { Store } from '../store/index.js';
 import { readStdin, runTool } from './tool-run.js';
 import { effectiveOf, formatAdded, formatGrants, openDataDir, type DataDir } from './component.js';
@@ -27,10 +28,20 @@ function fail(err: unknown, code = 1): never {
   process.exit(code);
 }
 
+/** One letter per change kind, as `git status --short` prints them. */
+const CHANGE_LETTER: Record<ChangeKind, string> = { added: 'A', modified: 'M', deleted: 'D', renamed: 'R' };
+
+/** `1.2 MiB`-style sizes for people. */
+function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1 << 20) return `${(bytes / 1024).toFixed(1)} KiB`;
+  return `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+}
+
 function summary(changes: FileChange[]): string {
   if (changes.length === 0) return 'no changes';
   return changes
-    .map((c) => `  ${c.kind === 'added' ? 'A' : c.kind === 'deleted' ? 'D' : 'M'} ${c.path}${c.added !== undefined ? `  (+${c.added} -${c.removed})` : ''}`)
+    .map((c) => `  ${CHANGE_LETTER[c.kind]} ${c.from ? `${c.from} → ` : ''}${c.path}${c.added !== undefined ? `  (+${c.added} -${c.removed})` : ''}`)
     .join('\n');
 }
 
@@ -126,9 +137,17 @@ program
     process.exit(task.status === 'succeeded' && !commitError ? 0 : 1);
   });
 
-/** Session commands work on the data directory directly; no kernel needs to run. */
+/**
+ * Session commands work on the data directory directly; no kernel needs to run. Commits a crash
+ * interrupted are finished (or rolled back) first, as the kernel does at start.
+ */
 function sessionStore(dataDir: string): { sessions: SessionFs; store: Store } {
-  return { sessions: new SessionFs(join(resolve(dataDir), 'sessions')), store: new Store(join(resolve(dataDir), 'warden.db')) };
+  const sessions = new SessionFs(join(resolve(dataDir), 'sessions'));
+  const store = new Store(join(resolve(dataDir), 'warden.db'));
+  for (const action of recoverSessions(sessions, store)) {
+    process.stderr.write(`warden: session ${action.session}: interrupted commit ${action.action}${action.error ? ` (${action.error})` : ''}\n`);
+  }
+  return { sessions, store };
 }
 
 const session = program.command('session').description('list, inspect, commit or discard sessions');
@@ -137,9 +156,17 @@ session
   .description('sessions and their status')
   .addOption(dataDirOption())
   .option('--all', 'include committed and discarded sessions')
+  .option('--orphaned', 'only open sessions no queued or running task uses, with why, age and size')
   .option('--json', 'print JSON')
-  .action((opts: { dataDir: string; all?: boolean; json?: boolean }) => {
-    const { store } = sessionStore(opts.dataDir);
+  .action((opts: { dataDir: string; all?: boolean; orphaned?: boolean; json?: boolean }) => {
+    const { sessions, store } = sessionStore(opts.dataDir);
+    if (opts.orphaned) {
+      const orphans = findOrphans(sessions, store);
+      if (opts.json) process.stdout.write(`${JSON.stringify(orphans, null, 2)}\n`);
+      else if (orphans.length === 0) process.stdout.write('no orphaned sessions\n');
+      else for (const o of orphans) process.stdout.write(`${o.id}  ${o.ageDays.toFixed(1)} days  ${formatBytes(o.upperBytes)}  ${o.workspace}  (${o.reason})\n`);
+      return;
+    }
     const rows = store.sessions(opts.all ? undefined : 'open');
     if (opts.json) process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
     else if (rows.length === 0) process.stdout.write(opts.all ? 'no sessions\n' : 'no open sessions\n');
@@ -159,6 +186,22 @@ session
     } catch (err) {
       fail(err);
     }
+  });
+session
+  .command('gc')
+  .description('discard orphaned sessions (no queued or running task uses them) older than a number of days')
+  .addOption(dataDirOption())
+  .option('--older-than <days>', 'minimum age in days (the kernel applies config sessions.orphanDays at start)', String(DEFAULT_ORPHAN_DAYS))
+  .option('--dry-run', 'list what would be discarded, discard nothing')
+  .option('--json', 'print JSON')
+  .action((opts: { dataDir: string; olderThan: string; dryRun?: boolean; json?: boolean }) => {
+    const days = Number(opts.olderThan);
+    if (!Number.isFinite(days) || days < 0) fail(new Error(`--older-than must be a number of days ≥ 0, not ${JSON.stringify(opts.olderThan)}`));
+    const { sessions, store } = sessionStore(opts.dataDir);
+    const gone = discardOrphans(sessions, store, days, opts.dryRun);
+    if (opts.json) process.stdout.write(`${JSON.stringify({ dryRun: Boolean(opts.dryRun), sessions: gone }, null, 2)}\n`);
+    else if (gone.length === 0) process.stdout.write(`no orphaned sessions older than ${days} days\n`);
+    else for (const o of gone) process.stdout.write(`${opts.dryRun ? 'would discard' : 'discarded'} ${o.id}  ${o.ageDays.toFixed(1)} days  ${formatBytes(o.upperBytes)}  (${o.reason})\n`);
   });
 for (const [name, verb] of [['commit', 'commit the session into its workspace'], ['discard', 'discard the session']] as const) {
   session

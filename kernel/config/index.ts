@@ -53,6 +53,12 @@ const configSchema = z
      */
     pools: z.record(z.string(), poolSchema).default({}),
     maxTurns: z.number().int().min(1).max(200).default(30),
+    /**
+     * Session policy. `orphanDays`: an open session no running task uses (its task finished,
+     * failed or was interrupted, or it has none) is discarded at kernel start once it is older
+     * than this many days; 0 keeps orphans until an operator commits or discards them.
+     */
+    sessions: z.object({ orphanDays: z.number().min(0).max(3650) }).partial().strict().default({}),
   })
   .strict();
 

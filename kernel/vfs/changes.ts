@@ -2,23 +2,27 @@
  * Changes of a session against its base: the per-file diff shown to people, and the commit that
  * applies the changes to the workspace after conflict detection.
  */
-import {
-  copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync,
-} from 'node:fs';
+import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { createTwoFilesPatch } from 'diff';
 import { WardenError } from '../errors.js';
 import { baseStateOf, hashFile, type Overlay } from './overlay.js';
+import { applyPlan, lockWorkspace, stageAndJournal, type CommitHooks } from './journal.js';
 
 /** What happened to one path. */
-export type ChangeKind = 'added' | 'modified' | 'deleted';
+export type ChangeKind = 'added' | 'modified' | 'deleted' | 'renamed';
 
 /** One changed file of a session. */
 export interface FileChange {
-  /** Path relative to the workspace root. */
+  /** Path relative to the workspace root (the new path of a renamed file). */
   path: string;
   kind: ChangeKind;
-  /** Unified diff (text files up to {@link MAX_DIFF_BYTES}); absent for binary or large files. */
+  /** Old path of a renamed file. */
+  from?: string;
+  /**
+   * Unified diff (text files up to {@link MAX_DIFF_BYTES}); absent for binary or large files
+   * and for a file renamed without a change.
+   */
   unified?: string;
   /** Lines added and removed (text files only). */
   added?: number;
@@ -48,7 +52,7 @@ function unifiedFor(change: FileChange, basePath: string | null, upperPath: stri
   const a = before?.toString('utf8') ?? '';
   const b = after?.toString('utf8') ?? '';
   const unified = createTwoFilesPatch(
-    change.kind === 'added' ? '/dev/null' : `a/${change.path}`,
+    change.kind === 'added' ? '/dev/null' : `a/${change.from ?? change.path}`,
     change.kind === 'deleted' ? '/dev/null' : `b/${change.path}`,
     a,
     b,
@@ -86,10 +90,67 @@ function walkFiles(root: string, rel: string, out: string[]): void {
 }
 
 /**
- * The per-file changes of the session, sorted by path. Files written back unchanged are omitted.
+ * Where `path` came from through the session's renames (itself when it was never moved).
+ * Later renames are undone first: `a → b` then `b → c` gives `c`'s origin `a`.
+ */
+function originOf(path: string, renames: ReadonlyArray<{ from: string; to: string }>): string {
+  let p = path;
+  for (let i = renames.length - 1; i >= 0; i--) {
+    const { from, to } = renames[i]!;
+    if (p === to) p = from;
+    else if (p.startsWith(`${to}/`)) p = from + p.slice(to.length);
+  }
+  return p;
+}
+
+/**
+ * Pair added files with deleted ones as renames: first by the session's recorded renames (the
+ * file moved, perhaps changed after), then by identical content (a tool that wrote the new file
+ * and deleted the old one).
+ */
+function pairRenames(overlay: Overlay, added: Set<string>, deleted: Set<string>): Map<string, string> {
+  const pairs = new Map<string, string>();
+  const renames = overlay.renames();
+  if (renames.length > 0) {
+    for (const path of [...added].sort()) {
+      const origin = originOf(path, renames);
+      if (origin !== path && deleted.has(origin)) {
+        pairs.set(path, origin);
+        added.delete(path);
+        deleted.delete(origin);
+      }
+    }
+  }
+  if (added.size === 0 || deleted.size === 0) return pairs;
+  const bySize = new Map<number, string[]>();
+  for (const rel of [...deleted].sort()) {
+    const st = lstatSync(join(overlay.base, rel));
+    if (!st.isFile()) continue;
+    const list = bySize.get(st.size) ?? [];
+    list.push(rel);
+    bySize.set(st.size, list);
+  }
+  for (const path of [...added].sort()) {
+    const upperPath = join(overlay.upper, path);
+    const st = lstatSync(upperPath);
+    const candidates = st.isFile() ? bySize.get(st.size) : undefined;
+    if (!candidates || candidates.length === 0) continue;
+    const hash = hashFile(upperPath);
+    const i = candidates.findIndex((rel) => deleted.has(rel) && hashFile(join(overlay.base, rel)) === hash);
+    if (i < 0) continue;
+    const origin = candidates.splice(i, 1)[0]!;
+    pairs.set(path, origin);
+    added.delete(path);
+    deleted.delete(origin);
+  }
+  return pairs;
+}
+
+/**
+ * The per-file changes of the session, sorted by path: added, modified, deleted, and renamed
+ * (with `from`). Files written back unchanged are omitted.
  */
 export function sessionDiff(overlay: Overlay, withUnified = true): FileChange[] {
-  const changes = new Map<string, FileChange>();
   const deleted = new Set<string>();
   for (const rel of overlay.whiteoutPaths()) {
     const basePath = join(overlay.base, rel);
@@ -104,21 +165,30 @@ export function sessionDiff(overlay: Overlay, withUnified = true): FileChange[] 
   }
   const upperFiles: string[] = [];
   walkFiles(overlay.upper, '', upperFiles);
+  const added = new Set<string>();
+  const modified = new Set<string>();
   for (const rel of upperFiles) {
     const upperPath = join(overlay.upper, rel);
     const basePath = join(overlay.base, rel);
     const inBase = (existsSync(basePath) || isLink(basePath)) && !lstatSync(basePath).isDirectory();
     deleted.delete(rel);
-    if (!inBase) changes.set(rel, { path: rel, kind: 'added' });
-    else if (!sameFile(upperPath, basePath)) changes.set(rel, { path: rel, kind: 'modified' });
+    if (!inBase) added.add(rel);
+    else if (!sameFile(upperPath, basePath)) modified.add(rel);
   }
-  for (const rel of deleted) changes.set(rel, { path: rel, kind: 'deleted' });
-  return [...changes.values()]
-    .sort((a, b) => (a.path < b.path ? -1 : 1))
+  const renamed = pairRenames(overlay, added, deleted);
+  const changes: FileChange[] = [
+    ...[...added].map((path): FileChange => ({ path, kind: 'added' })),
+    ...[...modified].map((path): FileChange => ({ path, kind: 'modified' })),
+    ...[...deleted].map((path): FileChange => ({ path, kind: 'deleted' })),
+    ...[...renamed].map(([path, from]): FileChange => ({ path, kind: 'renamed', from })),
+  ];
+  return changes
+    .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
     .map((change) => {
       if (!withUnified) return change;
-      const basePath = change.kind === 'added' ? null : join(overlay.base, change.path);
+      const basePath = change.kind === 'added' ? null : join(overlay.base, change.from ?? change.path);
       const upperPath = change.kind === 'deleted' ? null : join(overlay.upper, change.path);
+      if (change.kind === 'renamed' && sameFile(basePath!, upperPath!)) return change;
       return unifiedFor(change, basePath, upperPath);
     });
 }
@@ -143,57 +213,33 @@ export function sessionConflicts(overlay: Overlay): string[] {
 }
 
 /**
- * Apply the session's changes to the workspace. New contents are first staged on the same
- * filesystem as the workspace, then moved into place with `rename` (atomic per file).
+ * Commit the session into the workspace, crash-safe (see journal.ts): under the workspace's
+ * commit lock, check conflicts, stage and journal the new contents, apply them, and close the
+ * session (its area is removed).
  *
+ * @param hooks test-only points between the commit's filesystem changes
  * @returns the changes applied
  * @throws WardenError `E_SESSION_CONFLICT` (with `detail.paths`) when the base changed under a
- *   path the session depended on; nothing is applied then.
+ *   path the session depended on; nothing is applied then and the session stays open.
+ *   `E_SESSION_BUSY` when another process is committing to the same workspace.
  */
-export function commitOverlay(overlay: Overlay, sessionId: string): FileChange[] {
-  const conflicts = sessionConflicts(overlay);
-  if (conflicts.length > 0) {
-    throw new WardenError(
-      'E_SESSION_CONFLICT',
-      `the workspace changed under ${conflicts.length} path(s) this session depends on: ${conflicts.slice(0, 5).join(', ')}` +
-        `${conflicts.length > 5 ? ', …' : ''}; discard the session and run the task again`,
-      { detail: { paths: conflicts } },
-    );
-  }
-  const changes = sessionDiff(overlay, false);
-  const stage = join(overlay.base, `.warden-stage-${sessionId}`);
-  rmSync(stage, { recursive: true, force: true });
-  mkdirSync(stage);
+export function commitOverlay(overlay: Overlay, sessionId: string, hooks: CommitHooks = {}): FileChange[] {
+  const unlock = lockWorkspace(overlay.base);
   try {
-    const upperFiles: string[] = [];
-    walkFiles(overlay.upper, '', upperFiles);
-    upperFiles.forEach((rel, i) => {
-      const source = join(overlay.upper, rel);
-      const staged = join(stage, String(i));
-      if (lstatSync(source).isSymbolicLink()) symlinkSync(readlinkSync(source), staged);
-      else copyFileSync(source, staged);
-    });
-    for (const rel of overlay.whiteoutPaths()) rmSync(join(overlay.base, rel), { recursive: true, force: true });
-    createDirectories(overlay.upper, overlay.base, '');
-    upperFiles.forEach((rel, i) => {
-      const target = join(overlay.base, rel);
-      if (existsSync(target) && lstatSync(target).isDirectory()) rmSync(target, { recursive: true });
-      renameSync(join(stage, String(i)), target);
-    });
-  } finally {
-    rmSync(stage, { recursive: true, force: true });
-  }
-  return changes;
-}
-
-function createDirectories(upper: string, base: string, rel: string): void {
-  for (const name of readdirSync(join(upper, rel))) {
-    const child = rel === '' ? name : `${rel}/${name}`;
-    if (lstatSync(join(upper, child)).isDirectory()) {
-      const target = join(base, child);
-      if (existsSync(target) && !lstatSync(target).isDirectory()) rmSync(target);
-      mkdirSync(target, { recursive: true });
-      createDirectories(upper, base, child);
+    const conflicts = sessionConflicts(overlay);
+    if (conflicts.length > 0) {
+      throw new WardenError(
+        'E_SESSION_CONFLICT',
+        `the workspace changed under ${conflicts.length} path(s) this session depends on: ${conflicts.slice(0, 5).join(', ')}` +
+          `${conflicts.length > 5 ? ', …' : ''}; discard the session and run the task again`,
+        { detail: { paths: conflicts } },
+      );
     }
+    const changes = sessionDiff(overlay, false);
+    const plan = stageAndJournal(overlay, sessionId, hooks);
+    applyPlan(plan, overlay.dir, hooks);
+    return changes;
+  } finally {
+    unlock();
   }
 }

@@ -10,13 +10,13 @@
  * Layout follows the overlayfs model (upper layer, whiteouts, opaque directories).
  */
 import {
-  appendFileSync, closeSync, copyFileSync, existsSync, fstatSync, lstatSync, mkdirSync, openSync, readFileSync,
-  readSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync, writeSync, ftruncateSync, type Stats,
+  appendFileSync, chmodSync, closeSync, copyFileSync, existsSync, fstatSync, lstatSync, mkdirSync, openSync, readFileSync,
+  readSync, readdirSync, readlinkSync, realpathSync, rmSync, symlinkSync, writeFileSync, writeSync, ftruncateSync, type Stats,
 } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { WardenError } from '../errors.js';
-import { joinInside, parentOf, selfAndAncestors } from './paths.js';
+import { joinInside, parentOf, segmentsOf, selfAndAncestors, targetLeavesRoot } from './paths.js';
 
 /** Access a session grants: read-only or read-write. */
 export type SessionMode = 'ro' | 'rw';
@@ -39,6 +39,24 @@ export type BaseState = string | null;
 export interface TouchRecord {
   path: string;
   base: BaseState;
+}
+
+/** One line of `renames.jsonl`: a rename the session made, in order. */
+export interface RenameRecord {
+  from: string;
+  to: string;
+}
+
+/**
+ * Prefix of the names the kernel reserves at a workspace's root: a commit's staging directory
+ * (`.warden-commit-<session>`) lives there while the commit runs. Sessions never see such
+ * entries and cannot create them.
+ */
+export const RESERVED_PREFIX = '.warden-commit-';
+
+/** True when `rel` is, or is inside, a reserved entry at the workspace root. */
+export function isReserved(rel: string): boolean {
+  return rel.startsWith(RESERVED_PREFIX);
 }
 
 /** Maximum symlink hops while resolving one path (as Linux's MAXSYMLINKS). */
@@ -67,15 +85,24 @@ export function hashFile(path: string): string {
   return hash.digest('hex');
 }
 
-/** The state of a host path as recorded for conflict detection. */
+/**
+ * The state of a workspace entry as recorded for conflict detection. `hostPath` is the workspace's
+ * real path (see {@link Overlay}'s `base`) joined with a normalised relative path. A path below a
+ * symlink of the workspace is not an entry of it: its state is null, never read through the
+ * symlink (which may lead anywhere, `/dev/zero` included). Entries that are not regular files,
+ * directories or symlinks (FIFOs, devices) are recorded by type only, never opened.
+ */
 export function baseStateOf(hostPath: string): BaseState {
   let st: Stats;
   try {
+    const parent = dirname(hostPath);
+    if (realpathSync.native(parent) !== parent) return null;
     st = lstatSync(hostPath);
   } catch {
     return null;
   }
   if (st.isDirectory()) return 'dir';
+  if (!st.isFile() && !st.isSymbolicLink()) return `special:${st.mode.toString(8)}`;
   if (st.isSymbolicLink()) return `link:${readlinkSync(hostPath)}`;
   return hashFile(hostPath);
 }
@@ -92,9 +119,12 @@ function typeOf(st: Stats): EntryType {
  * which the WASI layer maps to `wasi:filesystem` error codes.
  */
 export class Overlay {
+  /** Real host path of the workspace (symlinks resolved), the read-only base layer. */
+  readonly base: string;
   readonly upper: string;
   private readonly whiteouts: string;
   private readonly touchLog: string;
+  private readonly renameLog: string;
   private readonly touched = new Set<string>();
 
   /**
@@ -102,10 +132,12 @@ export class Overlay {
    * @param dir host path of the session's own area
    * @param mode `ro` refuses every change with `EROFS`
    */
-  constructor(readonly base: string, readonly dir: string, readonly mode: SessionMode) {
+  constructor(base: string, readonly dir: string, readonly mode: SessionMode) {
+    this.base = realPath(base);
     this.upper = join(dir, 'upper');
     this.whiteouts = join(dir, 'whiteouts');
     this.touchLog = join(dir, 'touched.jsonl');
+    this.renameLog = join(dir, 'renames.jsonl');
   }
 
   /** Create the session's area on disk (O(1): no copy of the base). */
@@ -127,6 +159,7 @@ export class Overlay {
 
   /** Locate `rel` without following a final symlink (intermediate segments must be resolved). */
   private locate(rel: string): Located | null {
+    if (isReserved(rel)) return null;
     const upperPath = join(this.upper, rel);
     const upper = lstatOrNull(upperPath);
     if (upper) return { layer: 'upper', host: upperPath, stat: upper };
@@ -142,33 +175,42 @@ export class Overlay {
   }
 
   /**
-   * Resolve `path` (relative to `from`) to a normalised path with every symlink inside it
-   * followed, the final one only when `followFinal`. Symlinks that lead outside the root are refused.
+   * Resolve `path` (relative to the directory `from`, itself resolved) to a normalised path with
+   * every symlink inside it followed, the final one only when `followFinal`. As in POSIX, `..`
+   * goes to the parent of the directory actually reached (after symlinks), and a missing or
+   * non-directory intermediate segment fails. The kernel's own rules come first: a path whose
+   * `..` segments climb above the root as written, an absolute path, a NUL byte, and a symlink
+   * that leads outside the root (absolute target, or `..` above the root) are refused.
    *
-   * @throws WardenError `E_PATH_ESCAPE` for escapes (absolute, `..` above the root, symlinks out, loops)
+   * @throws WardenError `E_PATH_ESCAPE` for escapes (`detail.errno` `EXDEV`, or `ELOOP` after 40
+   *   symlinks, as Linux); `ENOENT` / `ENOTDIR` (in `detail.errno`) for a missing
+   *   or non-directory intermediate segment
    */
   resolve(from: string, path: string, followFinal = true): string {
-    let pending = joinInside(from, path).split('/').filter(Boolean);
-    const done: string[] = [];
+    joinInside(from, path);
+    const pending = segmentsOf(path);
+    const done = from === '' ? [] : from.split('/');
     let hops = 0;
     while (pending.length > 0) {
       const segment = pending.shift()!;
-      const candidate = [...done, segment].join('/');
-      const found = this.locate(candidate);
-      if (found && found.stat.isSymbolicLink() && (pending.length > 0 || followFinal)) {
-        if (++hops > MAX_SYMLINK_HOPS) this.fail('ELOOP', `too many levels of symbolic links at ${candidate}`);
-        const target = readlinkSync(found.host);
-        if (target.startsWith('/')) this.fail('EXDEV', `symlink ${candidate} points outside the session root (${target})`);
-        let joined: string;
-        try {
-          joined = joinInside(done.join('/'), target);
-        } catch {
-          this.fail('EXDEV', `symlink ${candidate} points outside the session root (${target})`);
-        }
-        pending = [...joined.split('/').filter(Boolean), ...pending];
-        done.length = 0;
+      if (segment === '..') {
+        // Only reachable through a symlink's target: the path itself was checked above.
+        if (done.length === 0) this.fail('EXDEV', `${path} leads outside the session root through a symlink`);
+        done.pop();
         continue;
       }
+      const candidate = [...done, segment].join('/');
+      const found = this.locate(candidate);
+      const last = pending.length === 0;
+      if (found && found.stat.isSymbolicLink() && (!last || followFinal)) {
+        if (++hops > MAX_SYMLINK_HOPS) this.fail('ELOOP', `too many levels of symbolic links at ${candidate}`);
+        const target = readlinkSync(found.host);
+        if (targetLeavesRoot(done.join('/'), target)) this.fail('EXDEV', `symlink ${candidate} points outside the session root (${target})`);
+        pending.unshift(...segmentsOf(target));
+        continue;
+      }
+      if (!last && !found) this.fail('ENOENT', `no such directory: ${candidate}`);
+      if (!last && !found!.stat.isDirectory()) this.fail('ENOTDIR', `not a directory: ${candidate}`);
       done.push(segment);
     }
     return done.join('/');
@@ -263,12 +305,27 @@ export class Overlay {
     if (this.mode !== 'rw') this.fail('EROFS', `session is read-only: cannot change ${rel || '.'}`);
   }
 
+  /**
+   * Make the parent of `rel` exist in the upper layer. The session now depends on that parent
+   * being a directory: it is touched, so a base that replaces or removes it conflicts at commit.
+   */
   private ensureUpperParent(rel: string): void {
+    if (isReserved(rel)) this.fail('EACCES', `${rel}: names starting with ${RESERVED_PREFIX} are reserved for the kernel's commits`);
     const parent = parentOf(rel);
     const found = this.locate(parent);
     if (!found) this.fail('ENOENT', `no such directory: ${parent}`);
     if (!found.stat.isDirectory()) this.fail('ENOTDIR', `not a directory: ${parent}`);
-    mkdirSync(join(this.upper, parent), { recursive: true });
+    if (parent !== '') this.touch(parent);
+    this.copyUpDirectory(parent);
+  }
+
+  /** Make the directory `rel` of the merged view exist in the upper layer, with its permission bits. */
+  private copyUpDirectory(rel: string): void {
+    if (rel === '' || lstatOrNull(join(this.upper, rel))) return;
+    this.copyUpDirectory(parentOf(rel));
+    const mode = this.locate(rel)!.stat.mode & 0o7777;
+    mkdirSync(join(this.upper, rel));
+    chmodSync(join(this.upper, rel), mode);
   }
 
   /** Make sure `rel` (a file) is in the upper layer, copying it up from the base if needed. */
@@ -295,8 +352,8 @@ export class Overlay {
       return false;
     }
     this.ensureUpperParent(rel);
+    // A whiteout of `rel` stays: the base entry it hides is still replaced, not restored.
     writeFileSync(join(this.upper, rel), '');
-    rmSync(this.whiteoutFile(rel), { force: true });
     return true;
   }
 
@@ -348,8 +405,8 @@ export class Overlay {
   /** Create a symlink `rel` → `target`; the target must stay inside the root. */
   symlink(target: string, rel: string): void {
     this.requireWritable(rel);
-    if (target.startsWith('/')) this.fail('EXDEV', `symlink target outside the session root: ${target}`);
-    joinInside(parentOf(rel), target);
+    if (target === '') this.fail('ENOENT', `symlink ${rel}: the target is empty`);
+    if (targetLeavesRoot(parentOf(rel), target)) this.fail('EXDEV', `symlink target outside the session root: ${target}`);
     this.touch(rel);
     if (this.locate(rel)) this.fail('EEXIST', `already exists: ${rel}`);
     this.ensureUpperParent(rel);
@@ -380,44 +437,73 @@ export class Overlay {
 
   private removeEntry(rel: string): void {
     rmSync(join(this.upper, rel), { recursive: true, force: true });
-    if (existsSync(join(this.base, rel)) || lstatExists(join(this.base, rel))) {
-      writeFileSync(this.whiteoutFile(rel), rel);
-    }
+    if (lstatOrNull(join(this.base, rel))) writeFileSync(this.whiteoutFile(rel), rel);
   }
 
-  /** Rename `from` to `to` (files, symlinks and directories; an existing file at `to` is replaced). */
+  /**
+   * Rename `from` to `to`: files, symlinks and directories. As POSIX `rename(2)`: an existing
+   * file or symlink at `to` is replaced when `from` is not a directory, an empty directory when
+   * it is one; renaming an entry onto itself does nothing. A move that would leave a symlink
+   * (`from` itself or one below it) leading outside the root from its new place is refused.
+   *
+   * @throws WardenError `E_PATH_ESCAPE` (`EXDEV`) for such a move; else `detail.errno` `ENOENT`,
+   *   `EINVAL` (into itself), `ENOTEMPTY`, `EISDIR`, `ENOTDIR`, `EBUSY` (the root), `EACCES` (reserved)
+   */
   rename(from: string, to: string): void {
     this.requireWritable(from);
-    if (to === from) return;
-    if (to.startsWith(`${from}/`)) this.fail('EINVAL', `cannot move ${from} into itself`);
+    if (from === '' || to === '') this.fail('EBUSY', 'cannot rename the session root');
     this.touch(from);
     this.touch(to);
     const source = this.locate(from);
     if (!source) this.fail('ENOENT', `no such file: ${from}`);
+    this.refuseEscapingMove(from, to);
+    if (to.startsWith(`${from}/`)) this.fail('EINVAL', `cannot move ${from} into itself`);
+    // `to` is an ancestor of `from`, so a directory that is not empty.
+    if (from.startsWith(`${to}/`)) this.fail('ENOTEMPTY', `directory not empty: ${to}`);
+    if (to === from) return;
     const dest = this.locate(to);
     if (dest) {
       if (dest.stat.isDirectory() !== source.stat.isDirectory()) {
         this.fail(dest.stat.isDirectory() ? 'EISDIR' : 'ENOTDIR', `cannot replace ${to} with ${from}`);
       }
       if (dest.stat.isDirectory() && this.readdir(to).length > 0) this.fail('ENOTEMPTY', `directory not empty: ${to}`);
-      this.removeEntry(to);
     }
     this.ensureUpperParent(to);
+    if (dest) this.removeEntry(to);
     this.copyTree(from, to);
     this.removeEntry(from);
+    appendFileSync(this.renameLog, `${JSON.stringify({ from, to } satisfies RenameRecord)}\n`);
   }
 
+  /** Refuse a move of `from` to `to` that would leave a symlink at or below it leading outside the root. */
+  private refuseEscapingMove(from: string, to: string): void {
+    const found = this.locate(from)!;
+    if (found.stat.isSymbolicLink()) {
+      const target = readlinkSync(found.host);
+      if (targetLeavesRoot(parentOf(to), target)) this.fail('EXDEV', `moving ${from} to ${to} would make its target ${target} lead outside the session root`);
+    } else if (found.stat.isDirectory()) {
+      for (const entry of this.readdir(from)) this.refuseEscapingMove(`${from}/${entry.name}`, `${to}/${entry.name}`);
+    }
+  }
+
+  /** Every rename the session made, oldest first (for the diff's `renamed` entries). */
+  renames(): RenameRecord[] {
+    if (!existsSync(this.renameLog)) return [];
+    return readFileSync(this.renameLog, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as RenameRecord);
+  }
+
+  /** Copy the merged view's `from` to the upper layer's `to` (absent there), keeping permission bits. */
   private copyTree(from: string, to: string): void {
     const found = this.locate(from)!;
     const target = join(this.upper, to);
-    rmSync(this.whiteoutFile(to), { force: true });
     if (found.stat.isSymbolicLink()) {
       symlinkSync(readlinkSync(found.host), target);
     } else if (found.stat.isDirectory()) {
-      mkdirSync(target, { recursive: true });
-      // The new directory is opaque over any base directory of the same name.
-      if (existsSync(join(this.base, to))) writeFileSync(this.whiteoutFile(to), to);
+      mkdirSync(target);
+      // The new directory is opaque over any base entry of the same name.
+      if (lstatOrNull(join(this.base, to))) writeFileSync(this.whiteoutFile(to), to);
       for (const entry of this.readdir(from)) this.copyTree(`${from}/${entry.name}`, `${to}/${entry.name}`);
+      chmodSync(target, found.stat.mode & 0o7777);
     } else {
       copyFileSync(found.host, target);
     }
@@ -426,6 +512,19 @@ export class Overlay {
   /** Paths of every whiteout (deleted base entries). */
   whiteoutPaths(): string[] {
     return readdirSync(this.whiteouts).map((name) => Buffer.from(name, 'base64url').toString());
+  }
+}
+
+/**
+ * The real path of `path` (symlinks resolved), so that a symlink inside the workspace is told apart
+ * from the path leading to the workspace; `path` itself when it cannot be resolved (a workspace
+ * that is gone: every lookup then finds nothing).
+ */
+function realPath(path: string): string {
+  try {
+    return realpathSync.native(path);
+  } catch {
+    return path;
   }
 }
 
@@ -439,14 +538,5 @@ function lstatOrNull(path: string): Stats | null {
     return lstatSync(path, { throwIfNoEntry: false }) ?? null;
   } catch {
     return null;
-  }
-}
-
-function lstatExists(path: string): boolean {
-  try {
-    lstatSync(path);
-    return true;
-  } catch {
-    return false;
   }
 }

@@ -28,6 +28,24 @@ export function joinInside(from: string, path: string): string {
   return parts.join('/');
 }
 
+/** The segments of a `/`-separated relative path, without empty and `.` segments (`..` kept). */
+export function segmentsOf(path: string): string[] {
+  return path.split('/').filter((segment) => segment !== '' && segment !== '.');
+}
+
+/**
+ * True when a symlink target read from the directory `dir` (a normalised relative path) leaves
+ * the root as written: absolute, with a NUL byte, or with `..` segments that climb above the root.
+ */
+export function targetLeavesRoot(dir: string, target: string): boolean {
+  try {
+    joinInside(dir, target);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
 /** Parent of a normalised relative path (`''` for top-level entries and the root). */
 export function parentOf(rel: string): string {
   const i = rel.lastIndexOf('/');

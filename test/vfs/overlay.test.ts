@@ -36,7 +36,7 @@ describe('session overlay', () => {
     expect(readFileSync(join(ws, 'a.txt'), 'utf8')).toBe('Z');
     expect(existsSync(join(ws, 'dir/b.txt'))).toBe(false);
     expect(readFileSync(join(ws, 'new.txt'), 'utf8')).toBe('N');
-    expect(readdirSync(ws).some((n) => n.startsWith('.warden-stage'))).toBe(false);
+    expect(readdirSync(ws).filter((n) => n.startsWith('.warden-commit'))).toEqual([]);
   });
 
   it('refuses a commit when the base changed under a path the session read, and applies nothing', () => {

@@ -15,16 +15,22 @@ declare module 'warden:kernel/session@0.1.0' {
    * ## `"modified"`
    * 
    * ## `"deleted"`
+   * 
+   * ## `"renamed"`
    */
-  export type ChangeKind = 'added' | 'modified' | 'deleted';
+  export type ChangeKind = 'added' | 'modified' | 'deleted' | 'renamed';
   export interface FileChange {
     /**
-     * Path relative to the workspace root, `/`-separated.
+     * Path relative to the workspace root, `/`-separated (the new path of a renamed file).
      */
     path: string,
     kind: ChangeKind,
     /**
-     * Unified diff for text files; none for binary files.
+     * The old path of a renamed file.
+     */
+    renamedFrom?: string,
+    /**
+     * Unified diff for text files; none for binary files and unchanged renamed files.
      */
     unified?: string,
   }
