@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'E_SESSION_CONFLICT'
   | 'E_SESSION_STATE'
   | 'E_SESSION_BUSY'
+  | 'E_STORE'
   | 'E_PATH_ESCAPE'
   | 'E_SQL_DENIED'
   | 'E_SQL_INVALID'

@@ -2,7 +2,7 @@
  * The kernel: wires the engine, the mesh, sessions, the store, inference and the state
  * document together, and runs tasks. One per process; the server and the CLI drive it.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import pino, { type Logger } from 'pino';
@@ -14,8 +14,8 @@ import { Mesh, type CallContext, type CallStats, type Notice, type SpanNotice } 
 import { Metrics } from './metrics.js';
 import { SessionFs, type FileChange } from './vfs/index.js';
 import { DEFAULT_ORPHAN_DAYS, discardOrphans, recoverSessions } from './session-policy.js';
-import { Store } from './store/index.js';
-import { StateDocument, type TaskState } from './state/index.js';
+import { KERNEL_PID_FILE, Store } from './store/index.js';
+import { StateDocument, type TaskState, type ToolCall } from './state/index.js';
 import { Inference, type ChatRequest } from './inference/index.js';
 import { fetchGranted } from './http/outbound.js';
 import type { OutboundRequest } from './wasi/http.js';
@@ -91,6 +91,8 @@ export class Kernel {
     const log = options.logger ?? pino({ level: options.quiet ? 'silent' : 'info' }, pino.destination(2));
     const store = new Store(join(dataDir, 'warden.db'));
     const kernel = new Kernel(dataDir, store, config, log, env);
+    // Tells `warden restore` that a kernel uses this data directory (a stale file names a dead pid).
+    writeFileSync(join(dataDir, KERNEL_PID_FILE), String(process.pid));
     kernel.recoverSessions();
     kernel.restore();
     kernel.applySessionPolicy();
@@ -122,14 +124,27 @@ export class Kernel {
       let status = row.status;
       if (status === 'running' || status === 'queued') {
         status = 'interrupted';
-        this.store.updateTask(row.id, { status, error: 'the kernel stopped while the task was running' });
+        row.error = `the kernel stopped while the task was running; \`warden task resume ${row.id}\` continues it`;
+        this.store.updateTask(row.id, { status, error: row.error });
       }
+      if (status === 'interrupted') this.store.interruptToolCalls(row.id);
       const session = row.session_id ? this.store.session(row.session_id) : undefined;
+      const steps: TaskState['steps'] = {};
+      for (const step of this.store.steps(row.id)) steps[String(step.n)] = { n: step.n, component: step.component, step: step.step, detail: step.detail, ts: step.ts };
+      const toolCalls: TaskState['toolCalls'] = {};
+      for (const c of this.store.toolCalls(row.id)) {
+        toolCalls[c.id] = {
+          id: c.id, caller: c.caller, target: c.target, method: c.method, input: c.input, status: c.status, startedAt: c.started_at,
+          ...(c.outcome ? { outcome: c.outcome } : {}), ...(c.output !== null ? { output: c.output } : {}),
+          ...(c.duration_us !== null ? { durationUs: c.duration_us, durationMs: Math.round(c.duration_us / 1000) } : {}),
+        };
+      }
       this.state.update((d) => {
         d.tasks[row.id] = {
           id: row.id, prompt: row.prompt, workspace: row.workspace, model: row.model, status,
-          sessionId: row.session_id, createdAt: Date.parse(row.created_at), steps: {}, toolCalls: {},
-          usage: { promptTokens: 0, completionTokens: 0 },
+          sessionId: row.session_id, createdAt: Date.parse(row.created_at), steps, toolCalls,
+          usage: { promptTokens: row.prompt_tokens ?? 0, completionTokens: row.completion_tokens ?? 0 },
+          ...(row.diff ? { diff: JSON.parse(row.diff) as FileChange[] } : {}),
           ...(session ? { sessionStatus: session.status } : {}),
           ...(row.summary ? { summary: row.summary } : {}),
           ...(row.error ? { error: row.error } : {}),
@@ -213,9 +228,10 @@ export class Kernel {
     const id = `t-${randomUUID().slice(0, 8)}`;
     const model = input.model ?? DEFAULT_MODEL;
     const createdAt = new Date();
+    const maxTurns = input.maxTurns ?? this.config.maxTurns;
     this.store.insertTask({
       id, prompt: input.prompt, workspace, model, status: 'queued', session_id: null, summary: null, error: null,
-      created_at: createdAt.toISOString(), finished_at: null,
+      created_at: createdAt.toISOString(), finished_at: null, max_turns: maxTurns,
     });
     this.state.update((d) => {
       d.tasks[id] = {
@@ -223,8 +239,34 @@ export class Kernel {
         steps: {}, toolCalls: {}, usage: { promptTokens: 0, completionTokens: 0 },
       };
     });
-    this.running.set(id, this.runTask(id, input.maxTurns ?? this.config.maxTurns));
+    this.running.set(id, this.runTask(id, maxTurns));
     return id;
+  }
+
+  /**
+   * Run an interrupted task again from its recorded conversation, in the session it had (kept
+   * for review when the kernel stopped). The model is asked again from the last inference request
+   * the task made; tool results recorded before it are not repeated.
+   * @throws WardenError `E_NOT_FOUND` (no such task), `E_SESSION_STATE` (the task is not
+   *   interrupted, or its session was committed or discarded meanwhile)
+   */
+  resumeTask(id: string): void {
+    const task = this.state.current.tasks[id];
+    if (!task) throw new WardenError('E_NOT_FOUND', `no task ${id}; see \`warden task list\``);
+    if (task.status !== 'interrupted') throw new WardenError('E_SESSION_STATE', `task ${id} is ${task.status}; only an interrupted task can be resumed`);
+    if (task.sessionId && this.store.session(task.sessionId)?.status !== 'open') {
+      throw new WardenError('E_SESSION_STATE', `the session ${task.sessionId} of task ${id} was ${this.store.session(task.sessionId)?.status ?? 'removed'}; submit the task again instead`);
+    }
+    const conversation = this.store.conversation(id);
+    this.setTask(id, { status: 'queued' });
+    this.store.updateTask(id, { error: null, finished_at: null });
+    this.state.update((d) => {
+      delete d.tasks[id]!.error;
+      delete d.tasks[id]!.finishedAt;
+    });
+    this.addStep(id, 'kernel', 'resume', conversation ? `resumed from turn ${conversation.turns} of its recorded conversation` : 'resumed from the start (it never reached inference)');
+    this.store.audit('task.resume', { task: id, turns: conversation?.turns ?? 0 }, undefined, id);
+    this.running.set(id, this.runTask(id, this.store.task(id)?.max_turns ?? this.config.maxTurns, conversation?.messages));
   }
 
   /** Resolves when the task has finished (succeeded or failed). */
@@ -236,7 +278,7 @@ export class Kernel {
     return task;
   }
 
-  private async runTask(id: string, maxTurns: number): Promise<TaskState> {
+  private async runTask(id: string, maxTurns: number, history?: unknown[]): Promise<TaskState> {
     const task = this.state.current.tasks[id]!;
     this.setTask(id, { status: 'running' });
     const supervisor = this.mesh.component('supervisor');
@@ -244,8 +286,14 @@ export class Kernel {
     const reply = await this.mesh.call(
       'supervisor',
       'handle-task',
-      { tag: 'json', val: JSON.stringify({ id, prompt: task.prompt, workspace: task.workspace, model: task.model, sessionId: null, maxTurns }) },
-      { taskId: id, sessionId: null, chain: [], deadline, grants: KERNEL_GRANTS },
+      {
+        tag: 'json',
+        val: JSON.stringify({
+          id, prompt: task.prompt, workspace: task.workspace, model: task.model, sessionId: task.sessionId, maxTurns,
+          history: history ? JSON.stringify(history) : null,
+        }),
+      },
+      { taskId: id, sessionId: task.sessionId, chain: [], deadline, grants: KERNEL_GRANTS },
     );
     const sessionId = this.state.current.tasks[id]?.sessionId ?? null;
     let diff: FileChange[] = [];
@@ -256,6 +304,7 @@ export class Kernel {
         this.log.warn({ err: messageOf(err) }, 'diff failed');
       }
     }
+    this.store.updateTask(id, { diff: JSON.stringify(diff) });
     if (reply.ok) {
       const outcome = JSON.parse((reply.payload as { val: string }).val) as { summary: string };
       this.setTask(id, { status: 'succeeded', summary: outcome.summary, finishedAt: Date.now(), diff });
@@ -265,6 +314,15 @@ export class Kernel {
     this.running.delete(id);
     this.state.flush();
     return this.state.current.tasks[id]!;
+  }
+
+  /**
+   * Record the task's conversation as of an inference request: the messages the agent sent. The
+   * number of turns is the number of assistant messages in it, plus the one being asked for.
+   */
+  private recordConversation(taskId: string, messages: ChatRequest['messages']): void {
+    const turns = messages.filter((m) => m.role === 'assistant').length + 1;
+    this.store.saveConversation(taskId, messages, turns);
   }
 
   private setTask(id: string, fields: Partial<TaskState>): void {
@@ -284,9 +342,11 @@ export class Kernel {
     if (!this.state.current.tasks[taskId]) return;
     const n = (this.stepCounters.get(taskId) ?? Object.keys(this.state.current.tasks[taskId]!.steps).length) + 1;
     this.stepCounters.set(taskId, n);
+    const ts = Date.now();
     this.state.update((d) => {
-      d.tasks[taskId]!.steps[String(n)] = { n, component, step, detail, ts: Date.now() };
+      d.tasks[taskId]!.steps[String(n)] = { n, component, step, detail, ts };
     });
+    this.store.insertStep({ task_id: taskId, n, component, step, detail, ts });
   }
 
   // ---- sessions -----------------------------------------------------------------------------
@@ -348,6 +408,8 @@ export class Kernel {
         return null;
       case 'inference.chat': {
         const remaining = ctx.deadline - Date.now();
+        // Recorded before the request, so a kernel killed while it waits resumes by asking again.
+        if (ctx.taskId && this.state.current.tasks[ctx.taskId]) this.recordConversation(ctx.taskId, (body as ChatRequest).messages);
         const response = await this.inference.chat(body as ChatRequest, AbortSignal.timeout(Math.max(1, remaining)));
         if (ctx.taskId && this.state.current.tasks[ctx.taskId]) {
           this.state.update((d) => {
@@ -355,6 +417,7 @@ export class Kernel {
             usage.promptTokens += response.usage.promptTokens;
             usage.completionTokens += response.usage.completionTokens;
           });
+          this.store.addUsage(ctx.taskId, response.usage.promptTokens, response.usage.completionTokens);
         }
         return response;
       }
@@ -388,6 +451,7 @@ export class Kernel {
         const span = body as unknown as SpanNotice;
         if (notice.op === 'span-end') this.metrics.observeCall(notice.component, span);
         if (!taskId || !this.state.current.tasks[taskId]) break;
+        let recorded: ToolCall | undefined;
         this.state.update((d) => {
           const calls = d.tasks[taskId]!.toolCalls;
           const call = (calls[span.spanId] ??= {
@@ -401,7 +465,15 @@ export class Kernel {
             call.durationMs = Math.round((span.durationUs ?? 0) / 1000);
             call.durationUs = span.durationUs ?? 0;
           }
+          recorded = { ...call };
         });
+        if (recorded) {
+          this.store.upsertToolCall({
+            task_id: taskId, id: recorded.id, caller: recorded.caller, target: recorded.target, method: recorded.method,
+            input: recorded.input, output: recorded.output ?? null, status: recorded.status, outcome: recorded.outcome ?? null,
+            started_at: recorded.startedAt, duration_us: recorded.durationUs ?? null,
+          });
+        }
         break;
       }
       case 'call-stats':
@@ -442,5 +514,7 @@ export class Kernel {
     await this.mesh.close();
     this.state.flush();
     this.store.close();
+    const pidFile = join(this.dataDir, KERNEL_PID_FILE);
+    if (existsSync(pidFile) && readFileSync(pidFile, 'utf8') === String(process.pid)) rmSync(pidFile, { force: true });
   }
 }

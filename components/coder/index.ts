@@ -21,8 +21,12 @@ function message(role: Message['role'], content: string, extra: Partial<Message>
 export const agent = {
   run(task: Task): Outcome {
     const tools: ToolSchema[] = listTools().map((t) => ({ name: t.name, description: t.description, parameters: t.inputSchema }));
-    const messages: Message[] = [message('system', SYSTEM), message('user', task.prompt)];
-    for (let turn = 1; turn <= task.maxTurns; turn++) {
+    // A resumed task continues from the conversation the kernel recorded.
+    const messages: Message[] = task.history
+      ? (JSON.parse(task.history) as Message[]).map((m) => message(m.role, m.content ?? '', { toolCalls: m.toolCalls ?? [], toolCallId: m.toolCallId ?? (null as unknown as undefined) }))
+      : [message('system', SYSTEM), message('user', task.prompt)];
+    const first = messages.filter((m) => m.role === 'assistant').length + 1;
+    for (let turn = first; turn <= task.maxTurns; turn++) {
       report('inference', `turn ${turn}`);
       let response;
       try {

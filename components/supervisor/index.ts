@@ -21,13 +21,19 @@ export const supervisor = {
       [],
     );
     let sessionId: string;
-    try {
-      sessionId = begin(task.workspace);
-    } catch (err) {
-      throw `cannot begin a session on ${task.workspace}: ${errorText(err)}`;
+    if (task.sessionId) {
+      // A resumed task goes on in the session it had.
+      sessionId = task.sessionId;
+      report('session', `resumed in session ${sessionId}`);
+    } else {
+      try {
+        sessionId = begin(task.workspace);
+      } catch (err) {
+        throw `cannot begin a session on ${task.workspace}: ${errorText(err)}`;
+      }
+      report('session', `began session ${sessionId} on ${task.workspace}`);
     }
     record('INSERT OR REPLACE INTO handled_tasks (id, prompt, session_id) VALUES (?, ?, ?)', [task.id, task.prompt, sessionId]);
-    report('session', `began session ${sessionId} on ${task.workspace}`);
     let outcome: Outcome;
     try {
       const result = call('coder', 'run', { tag: 'json', val: JSON.stringify({ ...task, sessionId }) });

@@ -9,7 +9,9 @@ import { messageOf, isWardenError } from '../errors.js';
 import { buildServer } from '../server/index.js';
 import { SessionFs, type ChangeKind, type FileChange } from '../vfs/index.js';
 import { DEFAULT_ORPHAN_DAYS, discardOrphans, findOrphans, recoverSessions } from '../session-policy.js';
-import { Store } from '../store/index.js';
+import { Store, SCHEMA_VERSION, restoreStore } from '../store/index.js';
+import { listScopes, scopeFile, ScopedSql, type SqlValue } from '../store/scoped-sql.js';
+import { existsSync } from 'node:fs';
 import { readStdin, runTool } from './tool-run.js';
 import { effectiveOf, formatAdded, formatGrants, openDataDir, type DataDir } from './component.js';
 import { join } from 'node:path';
@@ -92,49 +94,155 @@ program
       await kernel.close();
       fail(err);
     }
-    const seen = new Set<string>();
-    const unsubscribe = kernel.state.subscribe(() => {
-      if (opts.json) return;
-      const task = kernel.state.current.tasks[id];
-      if (!task) return;
-      for (const step of Object.values(task.steps)) {
-        const key = `s${step.n}`;
-        if (!seen.has(key)) process.stderr.write(`· ${step.component}: ${step.step} ${step.detail.split('\n')[0]!.slice(0, 120)}\n`);
-        seen.add(key);
-      }
-      for (const call of Object.values(task.toolCalls)) {
-        const key = `c${call.id}${call.status}`;
-        if (call.status !== 'running' && !seen.has(key)) {
-          process.stderr.write(`  ${call.status === 'ok' ? '✓' : '✗'} ${call.target} ${call.input.slice(0, 100)} (${call.durationMs} ms)\n`);
-        }
-        seen.add(key);
-      }
-    });
-    const task = await kernel.waitForTask(id);
-    unsubscribe();
-    let committed = false;
-    let commitError: string | undefined;
-    if (task.status === 'succeeded' && opts.commit && task.sessionId) {
-      try {
-        kernel.commitSession(task.sessionId);
-        committed = true;
-      } catch (err) {
-        commitError = messageOf(err);
-      }
+    await followToEnd(kernel, id, opts);
+  });
+
+/** Options shared by `run` and `task resume`. */
+interface FollowOptions {
+  commit?: boolean;
+  json?: boolean;
+}
+
+/**
+ * Print a task's steps and tool calls as they happen (stderr), wait for its end, commit its
+ * session with `--commit`, print the outcome, close the kernel and exit: 0 when it succeeded
+ * (and committed), 1 otherwise.
+ */
+async function followToEnd(kernel: Kernel, id: string, opts: FollowOptions): Promise<never> {
+  const seen = new Set<string>();
+  const unsubscribe = kernel.state.subscribe(() => {
+    if (opts.json) return;
+    const task = kernel.state.current.tasks[id];
+    if (!task) return;
+    for (const step of Object.values(task.steps)) {
+      const key = `s${step.n}`;
+      if (!seen.has(key)) process.stderr.write(`· ${step.component}: ${step.step} ${step.detail.split('\n')[0]!.slice(0, 120)}\n`);
+      seen.add(key);
     }
-    const finalTask = kernel.state.current.tasks[id]!;
-    await kernel.close();
-    if (opts.json) {
-      process.stdout.write(`${JSON.stringify({ ...finalTask, committed, ...(commitError ? { commitError } : {}) }, null, 2)}\n`);
-    } else if (task.status === 'succeeded') {
-      process.stdout.write(`${task.summary}\n\n${summary(task.diff ?? [])}\n`);
-      if (committed) process.stdout.write(`committed session ${task.sessionId} into ${task.workspace}\n`);
-      else if (task.sessionId) process.stdout.write(`session ${task.sessionId} is open: \`warden session diff ${task.sessionId}\`, then \`warden session commit ${task.sessionId}\` or \`warden session discard ${task.sessionId}\`\n`);
-    } else {
-      process.stderr.write(`warden: task ${id} failed: ${task.error}\n`);
+    for (const call of Object.values(task.toolCalls)) {
+      const key = `c${call.id}${call.status}`;
+      if (call.status !== 'running' && !seen.has(key)) {
+        process.stderr.write(`  ${call.status === 'ok' ? '✓' : '✗'} ${call.target} ${call.input.slice(0, 100)} (${call.durationMs} ms)\n`);
+      }
+      seen.add(key);
     }
-    if (commitError) process.stderr.write(`warden: commit failed: ${commitError}\n`);
+  });
+  const task = await kernel.waitForTask(id);
+  unsubscribe();
+  let committed = false;
+  let commitError: string | undefined;
+  if (task.status === 'succeeded' && opts.commit && task.sessionId) {
+    try {
+      kernel.commitSession(task.sessionId);
+      committed = true;
+    } catch (err) {
+      commitError = messageOf(err);
+    }
+  }
+  const finalTask = kernel.state.current.tasks[id]!;
+  await kernel.close();
+  if (opts.json) {
+    process.stdout.write(`${JSON.stringify({ ...finalTask, committed, ...(commitError ? { commitError } : {}) }, null, 2)}\n`);
+  } else if (task.status === 'succeeded') {
+    process.stdout.write(`${task.summary}\n\n${summary(task.diff ?? [])}\n`);
+    if (committed) process.stdout.write(`committed session ${task.sessionId} into ${task.workspace}\n`);
+    else if (task.sessionId) process.stdout.write(`session ${task.sessionId} is open: \`warden session diff ${task.sessionId}\`, then \`warden session commit ${task.sessionId}\` or \`warden session discard ${task.sessionId}\`\n`);
+  } else {
+    process.stderr.write(`warden: task ${id} failed: ${task.error}\n`);
+  }
+  if (commitError) process.stderr.write(`warden: commit failed: ${commitError}\n`);
     process.exit(task.status === 'succeeded' && !commitError ? 0 : 1);
+}
+
+const task = program.command('task').description('list tasks, resume an interrupted one');
+task
+  .command('list')
+  .description('tasks and their status, newest last')
+  .addOption(dataDirOption())
+  .option('--json', 'print JSON')
+  .action((opts: { dataDir: string; json?: boolean }) => {
+    const store = openStore(opts.dataDir);
+    const rows = store.tasks();
+    if (opts.json) process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`);
+    else if (rows.length === 0) process.stdout.write('no tasks\n');
+    else for (const r of rows) process.stdout.write(`${r.id}  ${r.status.padEnd(11)}  ${r.created_at}  ${r.prompt.split('\n')[0]!.slice(0, 60)}${r.session_id ? `  (session ${r.session_id})` : ''}\n`);
+    store.close();
+  });
+task
+  .command('resume')
+  .description('run an interrupted task again from its recorded conversation, in the session it had')
+  .argument('<id>', 'task id (t-…)')
+  .option('--commit', 'commit the session into the workspace when the task succeeds')
+  .option('--base-url <url>', 'base URL of the default backend (default: $OPENAI_BASE_URL or http://127.0.0.1:11434/v1)')
+  .option('--json', 'print the final task as JSON')
+  .addOption(dataDirOption())
+  .action(async (id: string, opts: { commit?: boolean; baseUrl?: string; json?: boolean; dataDir: string }) => {
+    const kernel = await Kernel.start({ dataDir: opts.dataDir, quiet: true, ...(opts.baseUrl ? { baseURL: opts.baseUrl } : {}) }).catch((e) => fail(e));
+    try {
+      kernel.resumeTask(id);
+    } catch (err) {
+      await kernel.close();
+      fail(err);
+    }
+    await followToEnd(kernel, id, opts);
+  });
+
+/** Open (and migrate) the kernel store of a data directory. */
+function openStore(dataDir: string): Store {
+  try {
+    return new Store(join(resolve(dataDir), 'warden.db'));
+  } catch (err) {
+    fail(err);
+  }
+}
+
+program
+  .command('migrate')
+  .description('apply the kernel store\'s migrations (the kernel also does at start) and report its schema version')
+  .addOption(dataDirOption())
+  .option('--json', 'print JSON')
+  .action((opts: { dataDir: string; json?: boolean }) => {
+    const store = openStore(opts.dataDir);
+    const report = { file: store.file, from: store.openedAtVersion, schemaVersion: store.schemaVersion, latest: SCHEMA_VERSION };
+    store.close();
+    if (opts.json) process.stdout.write(`${JSON.stringify(report)}\n`);
+    else if (report.from === report.schemaVersion) process.stdout.write(`schema version ${report.schemaVersion} (up to date) in ${report.file}\n`);
+    else process.stdout.write(`schema version ${report.schemaVersion} (migrated from ${report.from}) in ${report.file}\n`);
+  });
+
+program
+  .command('backup')
+  .description('copy the kernel store to FILE with SQLite\'s online backup (safe while the kernel runs)')
+  .argument('<file>', 'where to write the copy')
+  .addOption(dataDirOption())
+  .option('--json', 'print JSON')
+  .action(async (file: string, opts: { dataDir: string; json?: boolean }) => {
+    const store = openStore(opts.dataDir);
+    try {
+      const started = Date.now();
+      const pages = await store.backup(resolve(file));
+      const report = { file: resolve(file), pages, schemaVersion: store.schemaVersion, ms: Date.now() - started };
+      process.stdout.write(opts.json ? `${JSON.stringify(report)}\n` : `backed up ${pages} pages (schema version ${report.schemaVersion}) to ${report.file} in ${report.ms} ms\n`);
+    } catch (err) {
+      fail(err);
+    } finally {
+      store.close();
+    }
+  });
+
+program
+  .command('restore')
+  .description('replace the kernel store with a backup, after checking that it opens, passes an integrity check and migrates')
+  .argument('<file>', 'a file written by `warden backup`')
+  .addOption(dataDirOption())
+  .option('--json', 'print JSON')
+  .action((file: string, opts: { dataDir: string; json?: boolean }) => {
+    try {
+      const report = restoreStore(resolve(file), resolve(opts.dataDir));
+      process.stdout.write(opts.json ? `${JSON.stringify(report)}\n` : `restored ${report.file} (schema version ${report.schemaVersion}, ${report.tasks} tasks); the previous store is kept as ${report.previous ?? '(none)'}\n`);
+    } catch (err) {
+      fail(err);
+    }
   });
 
 /**
@@ -313,6 +421,49 @@ component
       fail(err);
     } finally {
       data?.close();
+    }
+  });
+
+program
+  .command('sql')
+  .description('run one SQL statement in a component\'s scope, read-only unless --rw, with the refusals a component gets')
+  .argument('<scope>', 'scope name: the database <data-dir>/scopes/<scope>.db')
+  .argument('<statement>', 'one SQL statement, e.g. "SELECT name, sql FROM sqlite_schema"')
+  .option('--rw', 'open the scope read-write (writes need it)')
+  .option('--json', 'print JSON: {columns, rows} with each row an object by column name (blobs as {"base64": …}), or {changes, lastInsertRowid}')
+  .addOption(dataDirOption())
+  .action((scope: string, statement: string, opts: { rw?: boolean; json?: boolean; dataDir: string }) => {
+    const sqlDir = join(resolve(opts.dataDir), 'scopes');
+    let db: ScopedSql | undefined;
+    try {
+      const file = scopeFile(sqlDir, scope);
+      if (!existsSync(file)) {
+        const known = listScopes(sqlDir);
+        fail(`no scope "${scope}" in ${sqlDir} (${known.length ? `scopes: ${known.join(', ')}` : 'no scope has been written yet'})`);
+      }
+      db = new ScopedSql(file, opts.rw ? 'rw' : 'ro', { mustExist: true, name: scope, writeHint: 'run it with --rw' });
+      // JSON numbers for integers that fit, strings for the rest of s64.
+      const int = (n: bigint) => (Number.isSafeInteger(Number(n)) ? Number(n) : String(n));
+      const plain = (v: SqlValue) => (v.tag === 'null' ? null : v.tag === 'blob' ? { base64: Buffer.from(v.val).toString('base64') } : v.tag === 'integer' ? int(v.val) : v.val);
+      if (!db.returnsRows(statement)) {
+        const result = db.execute(statement, []);
+        process.stdout.write(opts.json ? `${JSON.stringify({ changes: int(result.changes), lastInsertRowid: int(result.lastInsertRowid) })}\n` : `${result.changes} row(s) changed\n`);
+        return;
+      }
+      const { columns, values } = db.query(statement, []);
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify({ columns, rows: values.map((row) => Object.fromEntries(row.map((v, i) => [columns[i], plain(v)]))) }, null, 2)}\n`);
+        return;
+      }
+      const cell = (v: SqlValue) => (v.tag === 'null' ? 'NULL' : v.tag === 'blob' ? `x'${Buffer.from(v.val.subarray(0, 32)).toString('hex')}${v.val.length > 32 ? '…' : ''}'` : String(v.val).replace(/\n/g, '\\n'));
+      const cells = values.map((row) => row.map(cell));
+      const widths = columns.map((c, i) => cells.reduce((w, r) => Math.max(w, r[i]!.length), c.length));
+      const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i]!)).join(' | ').trimEnd();
+      process.stdout.write(`${[line(columns), widths.map((w) => '-'.repeat(w)).join('-+-'), ...cells.map(line)].join('\n')}\n(${values.length} row${values.length === 1 ? '' : 's'})\n`);
+    } catch (err) {
+      fail(err);
+    } finally {
+      db?.close();
     }
   });
 

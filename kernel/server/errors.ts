@@ -10,6 +10,7 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   E_SESSION_CONFLICT: 409,
   E_SESSION_STATE: 409,
   E_SESSION_BUSY: 409,
+  E_STORE: 500,
   E_MESH_BUSY: 503,
   E_INFERENCE_UNAVAILABLE: 502,
 };

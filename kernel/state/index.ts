@@ -39,7 +39,8 @@ export interface ToolCall {
   target: string;
   method: string;
   input: string;
-  status: 'running' | 'ok' | 'error';
+  /** `interrupted`: the kernel stopped while the call was running. */
+  status: 'running' | 'ok' | 'error' | 'interrupted';
   /** `ok` or the mesh-error case (`denied`, `timeout`, `cycle`, `busy`, `failed`, `unknown-target`). */
   outcome?: string;
   output?: string;

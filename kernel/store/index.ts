@@ -3,8 +3,9 @@
  * events, with versioned migrations applied at open. Separate from every component's SQL scope.
  */
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { WardenError } from '../errors.js';
 
 export { ScopedSql, type SqlValue, type SqlError } from './scoped-sql.js';
 
@@ -56,7 +57,45 @@ const MIGRATIONS: string[] = [
      size INTEGER NOT NULL,
      added_at TEXT NOT NULL
    );`,
+  // 3: everything a task shows, persisted as it happens, so a restart rebuilds the state document;
+  // the conversation of each task, so an interrupted one can be resumed.
+  `ALTER TABLE tasks ADD COLUMN prompt_tokens INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE tasks ADD COLUMN completion_tokens INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE tasks ADD COLUMN diff TEXT;
+   ALTER TABLE tasks ADD COLUMN max_turns INTEGER;
+   CREATE TABLE task_steps (
+     task_id TEXT NOT NULL REFERENCES tasks(id),
+     n INTEGER NOT NULL,
+     component TEXT NOT NULL,
+     step TEXT NOT NULL,
+     detail TEXT NOT NULL,
+     ts INTEGER NOT NULL,
+     PRIMARY KEY (task_id, n)
+   );
+   CREATE TABLE tool_calls (
+     task_id TEXT NOT NULL REFERENCES tasks(id),
+     id TEXT NOT NULL,
+     caller TEXT NOT NULL,
+     target TEXT NOT NULL,
+     method TEXT NOT NULL,
+     input TEXT NOT NULL,
+     output TEXT,
+     status TEXT NOT NULL,
+     outcome TEXT,
+     started_at INTEGER NOT NULL,
+     duration_us INTEGER,
+     PRIMARY KEY (task_id, id)
+   );
+   CREATE TABLE conversations (
+     task_id TEXT PRIMARY KEY REFERENCES tasks(id),
+     messages TEXT NOT NULL,
+     turns INTEGER NOT NULL,
+     updated_at TEXT NOT NULL
+   );`,
 ];
+
+/** The schema version this kernel migrates to. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
 
 /** A pinned third-party component. */
 export interface PinRow {
@@ -86,6 +125,11 @@ export interface TaskRow {
   error: string | null;
   created_at: string;
   finished_at: string | null;
+  prompt_tokens?: number;
+  completion_tokens?: number;
+  /** The session diff at the end of the task, JSON (`FileChange[]`). */
+  diff?: string | null;
+  max_turns?: number | null;
 }
 
 /** A session row. */
@@ -98,24 +142,67 @@ export interface SessionRow {
   finished_at: string | null;
 }
 
+/** A step of a task (progress reported by a component, a denial, a limit hit). `ts` in ms since the epoch. */
+export interface StepRow {
+  task_id: string;
+  n: number;
+  component: string;
+  step: string;
+  detail: string;
+  ts: number;
+}
+
+/** A mesh call made for a task. `started_at` in ms since the epoch, `duration_us` in µs. */
+export interface ToolCallRow {
+  task_id: string;
+  id: string;
+  caller: string;
+  target: string;
+  method: string;
+  input: string;
+  output: string | null;
+  status: 'running' | 'ok' | 'error' | 'interrupted';
+  outcome: string | null;
+  started_at: number;
+  duration_us: number | null;
+}
+
 /** The kernel store. */
 export class Store {
   readonly db: Database.Database;
+  /** Schema version found when the file was opened (before migrations). */
+  readonly openedAtVersion: number;
 
-  /** Open (creating when missing) and migrate the database at `file`. */
-  constructor(file: string) {
+  /**
+   * Open (creating when missing) and migrate the database at `file`: WAL, `synchronous = NORMAL`
+   * (a committed transaction survives a crash of the process; see sqlite.org/wal.html),
+   * foreign keys on.
+   * @throws WardenError `E_STORE` when the file is newer than this kernel (a later schema) or not a database
+   */
+  constructor(readonly file: string) {
     mkdirSync(dirname(file), { recursive: true });
-    this.db = new Database(file, { timeout: 5000 });
-    this.db.pragma('journal_mode = WAL');
+    try {
+      this.db = new Database(file, { timeout: 5000 });
+      this.db.pragma('journal_mode = WAL');
+    } catch (err) {
+      throw new WardenError('E_STORE', `cannot open the kernel store ${file}: ${(err as Error).message}; restore a backup with \`warden restore FILE\``);
+    }
+    this.db.pragma('synchronous = NORMAL');
     this.db.pragma('foreign_keys = ON');
+    this.openedAtVersion = this.schemaVersion;
+    if (this.openedAtVersion > SCHEMA_VERSION) {
+      this.db.close();
+      throw new WardenError('E_STORE', `${file} has schema version ${this.openedAtVersion}, newer than this kernel's ${SCHEMA_VERSION}; run a newer Warden or restore an older backup`);
+    }
     this.migrate();
   }
 
-  /** Schema version after migration. */
+  /** Schema version after migration (`PRAGMA user_version`). */
   get schemaVersion(): number {
     return this.db.pragma('user_version', { simple: true }) as number;
   }
 
+  /** Apply every migration past the file's version, each in its own transaction. */
   private migrate(): void {
     const version = this.schemaVersion;
     for (let v = version; v < MIGRATIONS.length; v++) {
@@ -126,11 +213,73 @@ export class Store {
     }
   }
 
+  /**
+   * Copy the database to `file` with SQLite's online backup API, while the kernel keeps running
+   * (sqlite.org/backup.html). The copy is written next to `file` and renamed into place.
+   * @returns pages copied
+   */
+  async backup(file: string): Promise<number> {
+    const tmp = `${file}.partial`;
+    rmSync(tmp, { force: true });
+    const { totalPages } = await this.db.backup(tmp);
+    renameSync(tmp, file);
+    return totalPages;
+  }
+
+  // ---- task history ----------------------------------------------------------------------------
+
+  insertStep(row: StepRow): void {
+    this.db.prepare('INSERT OR REPLACE INTO task_steps (task_id, n, component, step, detail, ts) VALUES (@task_id, @n, @component, @step, @detail, @ts)').run(row);
+  }
+
+  steps(taskId: string): StepRow[] {
+    return this.db.prepare('SELECT * FROM task_steps WHERE task_id = ? ORDER BY n').all(taskId) as StepRow[];
+  }
+
+  upsertToolCall(row: ToolCallRow): void {
+    this.db
+      .prepare(`INSERT INTO tool_calls (task_id, id, caller, target, method, input, output, status, outcome, started_at, duration_us)
+                VALUES (@task_id, @id, @caller, @target, @method, @input, @output, @status, @outcome, @started_at, @duration_us)
+                ON CONFLICT(task_id, id) DO UPDATE SET output = excluded.output, status = excluded.status,
+                  outcome = excluded.outcome, duration_us = excluded.duration_us`)
+      .run(row);
+  }
+
+  toolCalls(taskId: string): ToolCallRow[] {
+    return this.db.prepare('SELECT * FROM tool_calls WHERE task_id = ? ORDER BY started_at, id').all(taskId) as ToolCallRow[];
+  }
+
+  /** Calls still `running` of tasks that are no longer running become `interrupted`. @returns how many */
+  interruptToolCalls(taskId: string): number {
+    return this.db.prepare("UPDATE tool_calls SET status = 'interrupted', outcome = 'interrupted' WHERE task_id = ? AND status = 'running'").run(taskId).changes;
+  }
+
+  addUsage(taskId: string, promptTokens: number, completionTokens: number): void {
+    this.db.prepare('UPDATE tasks SET prompt_tokens = prompt_tokens + ?, completion_tokens = completion_tokens + ? WHERE id = ?').run(promptTokens, completionTokens, taskId);
+  }
+
+  /**
+   * Record a task's conversation as of its latest inference request: the messages sent (JSON
+   * array) and the turn count. Replaces the previous record.
+   */
+  saveConversation(taskId: string, messages: unknown[], turns: number): void {
+    this.db
+      .prepare(`INSERT INTO conversations (task_id, messages, turns, updated_at) VALUES (?, ?, ?, ?)
+                ON CONFLICT(task_id) DO UPDATE SET messages = excluded.messages, turns = excluded.turns, updated_at = excluded.updated_at`)
+      .run(taskId, JSON.stringify(messages), turns, new Date().toISOString());
+  }
+
+  /** The recorded conversation of a task, or undefined when it never reached inference. */
+  conversation(taskId: string): { messages: unknown[]; turns: number } | undefined {
+    const row = this.db.prepare('SELECT messages, turns FROM conversations WHERE task_id = ?').get(taskId) as { messages: string; turns: number } | undefined;
+    return row ? { messages: JSON.parse(row.messages) as unknown[], turns: row.turns } : undefined;
+  }
+
   insertTask(row: TaskRow): void {
     this.db
-      .prepare(`INSERT INTO tasks (id, prompt, workspace, model, status, session_id, summary, error, created_at, finished_at)
-                VALUES (@id, @prompt, @workspace, @model, @status, @session_id, @summary, @error, @created_at, @finished_at)`)
-      .run(row);
+      .prepare(`INSERT INTO tasks (id, prompt, workspace, model, status, session_id, summary, error, created_at, finished_at, max_turns)
+                VALUES (@id, @prompt, @workspace, @model, @status, @session_id, @summary, @error, @created_at, @finished_at, @max_turns)`)
+      .run({ max_turns: null, ...row });
   }
 
   updateTask(id: string, fields: Partial<Omit<TaskRow, 'id'>>): void {
@@ -211,4 +360,77 @@ export class Store {
   close(): void {
     this.db.close();
   }
+}
+
+/** Name of the file a running kernel keeps in its data directory, holding its pid. */
+export const KERNEL_PID_FILE = 'kernel.pid';
+
+/** The pid of a live kernel process (not this one) using `dataDir`, or null. */
+export function kernelOwner(dataDir: string): number | null {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(join(dataDir, KERNEL_PID_FILE), 'utf8'));
+  } catch {
+    return null;
+  }
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return null;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM' ? pid : null;
+  }
+}
+
+/** What {@link restoreStore} did. */
+export interface RestoreReport {
+  /** The kernel store now in place. */
+  file: string;
+  schemaVersion: number;
+  tasks: number;
+  /** Where the replaced store was kept, or null when there was none. */
+  previous: string | null;
+}
+
+/**
+ * Replace `<dataDir>/warden.db` with the backup `backup`: the backup is copied beside the store,
+ * opened, checked (`PRAGMA integrity_check`) and migrated there first, so a bad file never
+ * replaces a good one; the old store is kept as `warden.db.before-restore-<time>`.
+ * @throws WardenError `E_NOT_FOUND` (no such file), `E_STORE` (a kernel is using the data
+ *   directory, or the backup does not open, fails the check or cannot migrate)
+ */
+export function restoreStore(backup: string, dataDir: string): RestoreReport {
+  if (!existsSync(backup)) throw new WardenError('E_NOT_FOUND', `no backup file ${backup}`);
+  const owner = kernelOwner(dataDir);
+  if (owner !== null) throw new WardenError('E_STORE', `a kernel (pid ${owner}) is using ${dataDir}; stop it before restoring`);
+  mkdirSync(dataDir, { recursive: true });
+  const target = join(dataDir, 'warden.db');
+  const candidate = `${target}.restoring`;
+  const removeCandidate = () => ['', '-wal', '-shm'].forEach((suffix) => rmSync(candidate + suffix, { force: true }));
+  removeCandidate();
+  copyFileSync(backup, candidate);
+  let report: Omit<RestoreReport, 'previous'>;
+  try {
+    const store = new Store(candidate);
+    try {
+      const check = store.db.pragma('integrity_check', { simple: true });
+      if (check !== 'ok') throw new Error(`it fails SQLite's integrity check: ${String(check)}`);
+      const tasks = (store.db.prepare('SELECT count(*) AS n FROM tasks').get() as { n: number }).n;
+      report = { file: target, schemaVersion: store.schemaVersion, tasks };
+      store.db.pragma('wal_checkpoint(TRUNCATE)');
+    } finally {
+      store.close();
+    }
+  } catch (err) {
+    removeCandidate();
+    throw new WardenError('E_STORE', `${backup} is not a usable kernel store: ${(err as Error).message}`);
+  }
+  let previous: string | null = null;
+  if (existsSync(target)) {
+    previous = `${target}.before-restore-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+    for (const suffix of ['', '-wal', '-shm']) if (existsSync(target + suffix)) renameSync(target + suffix, previous + suffix);
+  }
+  renameSync(candidate, target);
+  removeCandidate();
+  return { ...report, previous };
 }

@@ -6,7 +6,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 /** One scripted answer: text, or tool calls (arguments as objects). */
-export type ScriptedTurn = { content: string } | { toolCalls: Array<{ name: string; arguments: Record<string, unknown> }> };
+/** One answer of the scripted model; `hang` never answers (the request stays open until the server closes). */
+export type ScriptedTurn = { content: string } | { toolCalls: Array<{ name: string; arguments: Record<string, unknown> }> } | { hang: true };
 
 /** A running scripted server. */
 export interface ScriptedServer {
@@ -42,6 +43,7 @@ export async function startScriptedServer(
       requests.push(parsed);
       const n = requests.length - 1;
       const turn = typeof script === 'function' ? script(n, parsed) : script[n] ?? { content: 'done' };
+      if ('hang' in turn) return;
       const message =
         'content' in turn
           ? { role: 'assistant', content: turn.content }
@@ -72,6 +74,10 @@ export async function startScriptedServer(
   return {
     baseURL: `http://127.0.0.1:${port}/v1`,
     requests,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }

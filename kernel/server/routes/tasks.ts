@@ -25,7 +25,7 @@ function parse<T>(schema: z.ZodType<T>, value: unknown): T {
 const sessionId = z.object({ id: z.string().regex(/^s-[0-9a-f]{8}$/, 'not a session id') });
 const taskId = z.object({ id: z.string().regex(/^t-[0-9a-f]{8}$/, 'not a task id') });
 
-/** `POST /api/tasks`, `GET /api/tasks[/:id]`, `GET|POST /api/sessions/...`. */
+/** `POST /api/tasks`, `GET /api/tasks[/:id]`, `POST /api/tasks/:id/resume`, `GET|POST /api/sessions/...`. */
 export async function taskRoutes(app: FastifyInstance, opts: { kernel: Kernel }): Promise<void> {
   const { kernel } = opts;
   app.post('/api/tasks', async (req, reply) => {
@@ -39,6 +39,11 @@ export async function taskRoutes(app: FastifyInstance, opts: { kernel: Kernel })
     const task = kernel.state.current.tasks[id];
     if (!task) throw new WardenError('E_NOT_FOUND', `no task ${id}`);
     return task;
+  });
+  app.post('/api/tasks/:id/resume', async (req, reply) => {
+    const { id } = parse(taskId, req.params);
+    kernel.resumeTask(id);
+    return reply.code(202).send({ id, status: 'queued' });
   });
   app.get('/api/sessions', async () => kernel.store.sessions());
   app.get('/api/sessions/:id/diff', async (req) => kernel.sessions.diff(parse(sessionId, req.params).id));

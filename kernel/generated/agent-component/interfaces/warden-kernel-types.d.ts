@@ -45,6 +45,12 @@ export interface Task {
    * Upper bound on inference turns of an agent loop.
    */
   maxTurns: number,
+  /**
+   * For a resumed task: the conversation the kernel recorded, as of the last inference request
+   * the task made before it was interrupted. JSON text of a list of `inference.message`
+   * records (`role`, `content`, `toolCalls`, `toolCallId`). An agent continues from it.
+   */
+  history?: string,
 }
 /**
  * How a task ended.
