@@ -2,7 +2,7 @@
  * Changes of a session against its base: the per-file diff shown to people, and the commit that
  * applies the changes to the workspace after conflict detection.
  */
-import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { createTwoFilesPatch } from 'diff';
 import { WardenError } from '../errors.js';
@@ -79,6 +79,33 @@ function sameFile(a: string, b: string): boolean {
   return sa.size === sb.size && (sa.mode & 0o777) === (sb.mode & 0o777) && hashFile(a) === hashFile(b);
 }
 
+/**
+ * lstat of the workspace entry `rel`, or null when it is absent or lies below something that is
+ * not a directory of the workspace (a symlink, which may lead outside it, or a file). Lookups by
+ * host path would follow such symlinks; a session's diff must never read through them.
+ */
+function baseEntry(base: string, rel: string): Stats | null {
+  const segments = rel.split('/');
+  let path = base;
+  for (let i = 0; i < segments.length; i++) {
+    path = join(path, segments[i]!);
+    const st = lstatSync(path, { throwIfNoEntry: false });
+    if (!st) return null;
+    if (i === segments.length - 1) return st;
+    if (!st.isDirectory()) return null;
+  }
+  return null;
+}
+
+/** Every entry (files, symlinks, directories) below the base directory `rel`. */
+function walkEntries(root: string, rel: string, out: string[]): void {
+  for (const name of readdirSync(join(root, rel))) {
+    const child = `${rel}/${name}`;
+    out.push(child);
+    if (lstatSync(join(root, child)).isDirectory()) walkEntries(root, child, out);
+  }
+}
+
 function walkFiles(root: string, rel: string, out: string[]): void {
   const dir = join(root, rel);
   for (const name of readdirSync(dir)) {
@@ -153,9 +180,9 @@ function pairRenames(overlay: Overlay, added: Set<string>, deleted: Set<string>)
 export function sessionDiff(overlay: Overlay, withUnified = true): FileChange[] {
   const deleted = new Set<string>();
   for (const rel of overlay.whiteoutPaths()) {
-    const basePath = join(overlay.base, rel);
-    if (!existsSync(basePath) && !isLink(basePath)) continue;
-    if (lstatSync(basePath).isDirectory()) {
+    const st = baseEntry(overlay.base, rel);
+    if (!st) continue;
+    if (st.isDirectory()) {
       const files: string[] = [];
       walkFiles(overlay.base, rel, files);
       files.forEach((f) => deleted.add(f));
@@ -169,11 +196,11 @@ export function sessionDiff(overlay: Overlay, withUnified = true): FileChange[] 
   const modified = new Set<string>();
   for (const rel of upperFiles) {
     const upperPath = join(overlay.upper, rel);
-    const basePath = join(overlay.base, rel);
-    const inBase = (existsSync(basePath) || isLink(basePath)) && !lstatSync(basePath).isDirectory();
+    const st = baseEntry(overlay.base, rel);
+    const inBase = st !== null && !st.isDirectory();
     deleted.delete(rel);
     if (!inBase) added.add(rel);
-    else if (!sameFile(upperPath, basePath)) modified.add(rel);
+    else if (!sameFile(upperPath, join(overlay.base, rel))) modified.add(rel);
   }
   const renamed = pairRenames(overlay, added, deleted);
   const changes: FileChange[] = [
@@ -193,23 +220,22 @@ export function sessionDiff(overlay: Overlay, withUnified = true): FileChange[] 
     });
 }
 
-function isLink(path: string): boolean {
-  try {
-    return lstatSync(path).isSymbolicLink();
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Paths whose base state changed since the session first depended on them.
  */
 export function sessionConflicts(overlay: Overlay): string[] {
-  return overlay
-    .touches()
-    .filter((record) => baseStateOf(join(overlay.base, record.path)) !== record.base)
-    .map((record) => record.path)
-    .sort();
+  const touches = overlay.touches();
+  const conflicts = new Set(touches.filter((record) => baseStateOf(join(overlay.base, record.path)) !== record.base).map((record) => record.path));
+  // A directory the session deleted (or moved) is removed with all it holds at commit: an entry
+  // that appeared in it since the session looked would be lost, so it is a conflict too.
+  const seen = new Set(touches.map((record) => record.path));
+  for (const rel of overlay.whiteoutPaths()) {
+    if (!baseEntry(overlay.base, rel)?.isDirectory()) continue;
+    const entries: string[] = [];
+    walkEntries(overlay.base, rel, entries);
+    for (const entry of entries) if (!seen.has(entry)) conflicts.add(entry);
+  }
+  return [...conflicts].sort();
 }
 
 /**

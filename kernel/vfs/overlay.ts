@@ -160,6 +160,11 @@ export class Overlay {
   /** Locate `rel` without following a final symlink (intermediate segments must be resolved). */
   private locate(rel: string): Located | null {
     if (isReserved(rel)) return null;
+    // The root is the workspace itself (the upper layer's own directory is the session's).
+    if (rel === '') {
+      const root = lstatOrNull(this.base);
+      return root ? { layer: 'base', host: this.base, stat: root } : null;
+    }
     const upperPath = join(this.upper, rel);
     const upper = lstatOrNull(upperPath);
     if (upper) return { layer: 'upper', host: upperPath, stat: upper };
@@ -187,7 +192,7 @@ export class Overlay {
    *   or non-directory intermediate segment
    */
   resolve(from: string, path: string, followFinal = true): string {
-    joinInside(from, path);
+    joinInside(from, path); // refuses NUL bytes, absolute paths, and `..` above the root as written
     const pending = segmentsOf(path);
     const done = from === '' ? [] : from.split('/');
     let hops = 0;
@@ -494,6 +499,8 @@ export class Overlay {
 
   /** Copy the merged view's `from` to the upper layer's `to` (absent there), keeping permission bits. */
   private copyTree(from: string, to: string): void {
+    // The moved copy depends on what it was copied from: a later change there is a conflict.
+    this.touch(from);
     const found = this.locate(from)!;
     const target = join(this.upper, to);
     if (found.stat.isSymbolicLink()) {

@@ -2,7 +2,7 @@
 // kernel start (store and audit), the orphaned-session policy, and the `warden session` commands.
 import { describe, expect, it } from 'vitest';
 import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { SessionFs } from '../../kernel/vfs/index.js';
@@ -68,6 +68,45 @@ describe('session diff', () => {
     expect(readFileSync(join(ws, 'moved/a.txt'), 'utf8')).toBe('alpha\n');
     expect(existsSync(join(ws, 'a.txt'))).toBe(false);
     expect(readdirSync(join(ws, 'dir2')).sort()).toEqual(['x.txt', 'y.txt']);
+  });
+});
+
+describe('diff and conflicts around symlinks and deleted directories', () => {
+  it('a file created where the base has a symlink to outside is `added`: the diff never reads through the link', () => {
+    const outside = workspace({ 'secret.txt': 'TOP SECRET\n' });
+    const ws = workspace({ 'a.txt': 'a' });
+    symlinkSync(outside, join(ws, 'out'));
+    const fs = new SessionFs(tempDir('sessions'));
+    const { id } = fs.begin(ws);
+    const o = fs.overlay(id);
+    o.unlink('out');
+    o.mkdir('out');
+    o.create('out/secret.txt', true);
+    o.write('out/secret.txt', 0, Buffer.from('mine\n'));
+    const diff = fs.diff(id);
+    expect(diff.map((c) => `${c.kind} ${c.path}`)).toEqual(['deleted out', 'added out/secret.txt']);
+    expect(JSON.stringify(diff)).not.toContain('TOP SECRET');
+    fs.commit(id);
+    expect(readFileSync(join(outside, 'secret.txt'), 'utf8')).toBe('TOP SECRET\n');
+    expect(readFileSync(join(ws, 'out/secret.txt'), 'utf8')).toBe('mine\n');
+  });
+
+  it('a directory the session removed or moved conflicts when the workspace added a file to it meanwhile (nothing is lost)', () => {
+    for (const how of ['remove', 'move'] as const) {
+      const ws = workspace({ 'd/x.txt': 'x' });
+      const fs = new SessionFs(tempDir('sessions'));
+      const { id } = fs.begin(ws);
+      const o = fs.overlay(id);
+      if (how === 'remove') {
+        o.unlink('d/x.txt');
+        o.rmdir('d');
+      } else {
+        o.rename('d', 'e');
+      }
+      writeFileSync(join(ws, 'd/new.txt'), 'written elsewhere');
+      expect(() => fs.commit(id)).toThrowError(/changed under 1 path\(s\) this session depends on: d\/new\.txt/);
+      expect(readFileSync(join(ws, 'd/new.txt'), 'utf8')).toBe('written elsewhere');
+    }
   });
 });
 
