@@ -12,7 +12,7 @@ import { cliImports, deniedInterface, GuestExit } from '../wasi/cli.js';
 import { filesystemImports } from '../wasi/filesystem.js';
 import { httpImports, type OutboundRequest, type OutboundResponse } from '../wasi/http.js';
 import { checkOutbound } from '../http/outbound.js';
-import { ScopedSql } from '../store/scoped-sql.js';
+import { ScopedSql, ScopedSqlError, type SqlValue } from '../store/scoped-sql.js';
 import { blockUntil, notify } from './sync.js';
 import { Board, busyMessage } from './board.js';
 import { preview } from './protocol.js';
@@ -303,11 +303,44 @@ function denied(capability: string): never {
   throw { tag: 'denied', val: `capability not granted: ${capability}` };
 }
 
+/** This worker's connection to its component's SQL scope (the grant's scope never changes per call). */
 let sql: ScopedSql | null = null;
-function sqlFor(grants: Grants): ScopedSql {
-  if (!grants.sql) denied('sql');
-  if (!sql) sql = new ScopedSql(join(init.sqlDir, `${grants.sql.scope}.db`), grants.sql.mode);
-  return sql;
+/** The call that used the scope last: a transaction never outlives the call that began it. */
+let sqlCall: CallContext | null = null;
+let sqlRollbackQueued = false;
+
+/** Run `op` on the call's SQL scope; its refusals and limit hits are audited. */
+function withSql<T>(op: (scope: ScopedSql) => T): T {
+  const c = current();
+  const grant = c.grants.sql;
+  if (!grant) denied('sql');
+  try {
+    sql ??= new ScopedSql(join(init.sqlDir, `${grant.scope}.db`), grant.mode, { name: grant.scope, maxResultBytes: init.component.maxPages * 65536 });
+    if (sqlCall !== c) {
+      sqlCall = c;
+      sql.endCall();
+    }
+    return op(sql);
+  } catch (err) {
+    if (!(err instanceof ScopedSqlError)) throw new ScopedSqlError('E_SQL_INVALID', `scope ${grant.scope} cannot be used: ${(err as Error).message}`, err);
+    if (err.code === 'E_SQL_DENIED') send('denied', { capability: 'sql', scope: grant.scope, reason: err.message });
+    else if (err.payload.tag === 'limit') send('limit', { limit: 'sql', scope: grant.scope, reason: err.message });
+    throw err;
+  } finally {
+    // Serving a call is synchronous, so this runs once the call (and any queued after it) ended:
+    // an open transaction would hold the scope's write lock against this pool's other workers.
+    if (sql?.inTransaction && !sqlRollbackQueued) {
+      sqlRollbackQueued = true;
+      setImmediate(rollbackLeftOpen);
+    }
+  }
+}
+
+/** Roll back a transaction the last call left open (between calls only). */
+function rollbackLeftOpen(): void {
+  sqlRollbackQueued = false;
+  if (ctx || !sql?.endCall()) return;
+  send('log', { level: 'warn', message: 'sql: rolled back a transaction the call left open (a transaction never outlives its call)' });
 }
 
 function decode(bytes: Uint8Array): string {
@@ -401,8 +434,8 @@ function buildImports(): Record<string, unknown> {
       },
     },
     'warden:kernel/sql': !g.sql ? deniedInterface('warden:kernel/sql', audit) : {
-      query: (text: string, params: unknown[]) => sqlFor(current().grants).query(text, params as never),
-      execute: (text: string, params: unknown[]) => sqlFor(current().grants).execute(text, params as never),
+      query: (text: string, params: SqlValue[]) => withSql((scope) => scope.query(text, params)),
+      execute: (text: string, params: SqlValue[]) => withSql((scope) => scope.execute(text, params)),
     },
     'wasi:http/types': http['wasi:http/types'],
     'wasi:http/outgoing-handler': http['wasi:http/outgoing-handler'],
