@@ -1,6 +1,7 @@
 /**
- * The `warden` command line: `serve`, `run`, `session`, `tool run`. Errors print one line
- * (`warden: …`) and set a non-zero exit code; `--json` prints machine-readable results.
+ * The `warden` command line: `serve`, `run`, `task`, `session`, `migrate`, `backup`, `restore`,
+ * `sql`, `component`, `tool run`. Errors print one line (`warden: …`) and set a non-zero exit
+ * code; `--json` prints machine-readable results.
  */
 import { Command, Option } from 'commander';
 import { resolve } from 'node:path';
