@@ -206,7 +206,7 @@ export class Kernel {
       subscribe: manifest.subscribe,
     });
     const workers = this.mesh.pools().find((p) => p.name === manifest.name)?.workers.length ?? 0;
-    this.store.upsertComponent(manifest.name, manifest.kind, manifest.version, compiled.sha256);
+    this.store.upsertComponent(manifest.name, manifest.kind, manifest.version, compiled.sha256, grants, limits);
     this.state.update((d) => {
       d.components[manifest.name] = {
         name: manifest.name, kind: manifest.kind, version: manifest.version, sha256: compiled.sha256, workers,

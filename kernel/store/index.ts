@@ -6,6 +6,7 @@ import Database from 'better-sqlite3';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { WardenError } from '../errors.js';
+import type { Grants, Limits } from '../grants/index.js';
 
 export { ScopedSql, type SqlValue, type SqlError } from './scoped-sql.js';
 
@@ -92,6 +93,9 @@ const MIGRATIONS: string[] = [
      turns INTEGER NOT NULL,
      updated_at TEXT NOT NULL
    );`,
+  // 4: the effective grants and limits each component was loaded with (env values masked).
+  `ALTER TABLE components ADD COLUMN grants TEXT;
+   ALTER TABLE components ADD COLUMN limits TEXT;`,
 ];
 
 /** The schema version this kernel migrates to. */
@@ -316,11 +320,22 @@ export class Store {
     return this.db.prepare('SELECT * FROM sessions WHERE id = ?').get(id) as SessionRow | undefined;
   }
 
-  upsertComponent(name: string, kind: string, version: string, sha256: string): void {
+  /**
+   * Record a loaded component with the effective grants and limits it got. Granted environment
+   * values are stored as names only: they may be secrets.
+   */
+  upsertComponent(name: string, kind: string, version: string, sha256: string, grants: Grants, limits: Limits): void {
+    const recorded = { ...grants, env: Object.keys(grants.env).sort() };
     this.db
-      .prepare(`INSERT INTO components (name, kind, version, sha256, loaded_at) VALUES (?, ?, ?, ?, ?)
-                ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, version = excluded.version, sha256 = excluded.sha256, loaded_at = excluded.loaded_at`)
-      .run(name, kind, version, sha256, new Date().toISOString());
+      .prepare(`INSERT INTO components (name, kind, version, sha256, loaded_at, grants, limits) VALUES (?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, version = excluded.version, sha256 = excluded.sha256,
+                  loaded_at = excluded.loaded_at, grants = excluded.grants, limits = excluded.limits`)
+      .run(name, kind, version, sha256, new Date().toISOString(), JSON.stringify(recorded), JSON.stringify(limits));
+  }
+
+  /** Components as last loaded, with their recorded grants (env by name) and limits. */
+  components(): Array<{ name: string; kind: string; version: string; sha256: string; loaded_at: string; grants: string | null; limits: string | null }> {
+    return this.db.prepare('SELECT * FROM components ORDER BY name').all() as never;
   }
 
   /** Pin (or re-pin) a component. */

@@ -114,6 +114,10 @@ describe('restart without loss', () => {
         expect(kernel.sessions.diff(sessionId!).map((c) => `${c.kind} ${c.path}`)).toEqual(['added notes.txt']);
         expect(existsSync(join(ws, 'notes.txt'))).toBe(false);
         expect(() => kernel.resumeTask(quick)).toThrowError(/only an interrupted task can be resumed/);
+        // Components are recorded with the grants and limits they were loaded with.
+        const supervisor = kernel.store.components().find((c) => c.name === 'supervisor')!;
+        expect(JSON.parse(supervisor.grants!)).toMatchObject({ session: true, mesh: expect.arrayContaining(['coder']) as string[] });
+        expect(JSON.parse(supervisor.limits!)).toMatchObject({ timeoutMs: expect.any(Number) as number });
       } finally {
         await kernel.close();
       }
@@ -140,6 +144,13 @@ describe('store commands', () => {
   it('`warden migrate` reports the schema version; `backup` copies a live store; `restore` checks the file before replacing the store', async () => {
     const data = tempDir('data');
     const store = new Store(join(data, 'warden.db'));
+    // Granted environment values may be secrets: the store keeps their names only.
+    store.upsertComponent('probe', 'tool', '1.0.0', 'ab'.repeat(32), {
+      filesystem: 'none', sql: null, mesh: [], inference: [], session: false, env: { API_TOKEN: 'tok-s3cr3t-value' }, http: [], sockets: [],
+    }, { timeoutMs: 1000, memoryMb: 64, outputBytes: 1024 });
+    const probe = store.components().find((c) => c.name === 'probe')!;
+    expect(JSON.parse(probe.grants!).env).toEqual(['API_TOKEN']);
+    expect(JSON.stringify(probe)).not.toContain('s3cr3t');
     store.insertTask({ id: 't-0000abcd', prompt: 'p', workspace: '/w', model: 'm', status: 'succeeded', session_id: null, summary: 's', error: null, created_at: new Date().toISOString(), finished_at: null });
     // Backup while the store is open (as a running kernel holds it).
     const backupFile = join(tempDir('backup'), 'warden-backup.db');
