@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { createTwoFilesPatch } from 'diff';
 import { WardenError } from '../errors.js';
 import { baseStateOf, hashFile, type Overlay } from './overlay.js';
-import { applyPlan, lockWorkspace, stageAndJournal, type CommitHooks } from './journal.js';
+import { applyPlan, discardStage, lockWorkspace, stageAndJournal, type CommitHooks } from './journal.js';
 
 /** What happened to one path. */
 export type ChangeKind = 'added' | 'modified' | 'deleted' | 'renamed';
@@ -262,8 +262,19 @@ export function commitOverlay(overlay: Overlay, sessionId: string, hooks: Commit
       );
     }
     const changes = sessionDiff(overlay, false);
-    const plan = stageAndJournal(overlay, sessionId, hooks);
-    applyPlan(plan, overlay.dir, hooks);
+    let plan;
+    try {
+      plan = stageAndJournal(overlay, sessionId, hooks);
+    } catch (err) {
+      // Before the commit point: nothing reached the workspace; the session stays open.
+      discardStage(overlay, sessionId);
+      throw new WardenError('E_SESSION_STATE', `commit of ${sessionId} failed before anything was applied (${(err as Error).message}); the session is still open`, { cause: err });
+    }
+    try {
+      applyPlan(plan, overlay.dir, hooks);
+    } catch (err) {
+      throw new WardenError('E_SESSION_STATE', `commit of ${sessionId} was interrupted after its journal was written (${(err as Error).message}); the next kernel start or \`warden session list\` completes it`, { cause: err });
+    }
     return changes;
   } finally {
     unlock();

@@ -182,6 +182,12 @@ export function stageAndJournal(overlay: Overlay, session: string, hooks: Commit
   return plan;
 }
 
+/** Remove what {@link stageAndJournal} left when it failed before the commit point. */
+export function discardStage(overlay: Overlay, session: string): void {
+  rmSync(join(overlay.base, `${RESERVED_PREFIX}${session}`), { recursive: true, force: true });
+  rmSync(join(overlay.dir, `${JOURNAL_FILE}.tmp`), { force: true });
+}
+
 /**
  * Read a session's journal.
  * @returns the plan, or null when the journal is missing or torn (its checksum does not match:

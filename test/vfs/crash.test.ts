@@ -201,6 +201,25 @@ describe('crash-safe commit', () => {
     console.log(`random kills: ${seen.filter((o) => o === 'old').length} rolled back, ${seen.filter((o) => o === 'new').length} rolled forward (commit window ${window} ms)`);
   }, 180_000);
 
+  it('a commit that fails before its journal leaves the workspace and the session as they were; one that fails after is completed by recovery', () => {
+    const { before, after } = expectedTrees();
+    const early = prepare();
+    const fs = new SessionFs(early.sessionsDir);
+    const fail = (at: string) => ({ step: (label: string) => {
+      if (label.startsWith(at)) throw new Error(`disk full at ${label}`);
+    } });
+    expect(() => fs.commit(early.id, fail('stage new/deep/n3.txt'))).toThrowError(/failed before anything was applied \(disk full at stage new\/deep\/n3\.txt\); the session is still open/);
+    expect(snapshot(early.ws)).toEqual(before);
+    fs.commit(early.id);
+    expect(snapshot(early.ws)).toEqual(after);
+
+    const late = prepare();
+    const fs2 = new SessionFs(late.sessionsDir);
+    expect(() => fs2.commit(late.id, fail('put src/f3.txt'))).toThrowError(/interrupted after its journal was written .* completes it/);
+    expect(fs2.recover().map((a) => a.action)).toEqual(['completed']);
+    expect(snapshot(late.ws)).toEqual(after);
+  });
+
   it('two sessions on one workspace: the second commit of overlapping sessions conflicts, disjoint ones both land', () => {
     const ws = baseTree();
     const fs = new SessionFs(tempDir('crash-sessions'));
