@@ -275,19 +275,25 @@ export class Mesh {
     return slot;
   }
 
-  /** A started worker: join it to every worker that calls its target, then open its slot. */
+  /**
+   * A started worker: join it to every worker that calls its target, open its slot, then wake
+   * the callers. In that order: a caller woken before the slot is open would find no worker,
+   * wait again, and sleep through to its deadline.
+   */
   private putInService(slot: WorkerSlot): void {
     if (slot.dead || slot.retired) return;
     const target = slot.target;
+    const woken: WorkerSlot[] = [];
     for (const caller of target.callers) {
       if (caller.dead) continue;
       const { port1, port2 } = new MessageChannel();
       slot.control.postMessage({ type: 'attach', port: port2 }, [port2]);
       caller.control.postMessage({ type: 'peer-add', target: target.component.name, slot: slot.index, workerId: slot.id, port: port1 }, [port1]);
-      notify(caller.signal);
+      woken.push(caller);
     }
     slot.open = true;
     target.board.open(slot.index, slot.id);
+    for (const caller of woken) notify(caller.signal);
     target.idle.set(slot.index, { served: 0, since: Date.now() });
     for (const wake of target.waiters.splice(0)) wake();
     this.poolChanged(target);
