@@ -252,7 +252,7 @@ program
  */
 function sessionStore(dataDir: string): { sessions: SessionFs; store: Store } {
   const sessions = new SessionFs(join(resolve(dataDir), 'sessions'));
-  const store = new Store(join(resolve(dataDir), 'warden.db'));
+  const store = openStore(dataDir);
   for (const action of recoverSessions(sessions, store)) {
     process.stderr.write(`warden: session ${action.session}: interrupted commit ${action.action}${action.error ? ` (${action.error})` : ''}\n`);
   }

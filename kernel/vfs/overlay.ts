@@ -68,12 +68,15 @@ interface Located {
   stat: Stats;
 }
 
+/** The read buffer of {@link hashFile}: one per thread, reused (hashing is synchronous). */
+const HASH_CHUNK = Buffer.allocUnsafe(1 << 20);
+
 /** sha256 of a host file, streamed in 1 MiB chunks so large files are not loaded whole. */
 export function hashFile(path: string): string {
   const hash = createHash('sha256');
   const fd = openSync(path, 'r');
   try {
-    const chunk = Buffer.allocUnsafe(1 << 20);
+    const chunk = HASH_CHUNK;
     for (;;) {
       const n = readSync(fd, chunk, 0, chunk.length, null);
       if (n === 0) break;
