@@ -16,6 +16,9 @@ import { existsSync } from 'node:fs';
 import { readStdin, runTool } from './tool-run.js';
 import { effectiveOf, formatAdded, formatGrants, openDataDir, type DataDir } from './component.js';
 import { join } from 'node:path';
+import { registerKeysCommands } from './keys.js';
+import { registerAuditCommands } from './audit.js';
+import { registerConfigCommands } from './config.js';
 
 const program = new Command();
 program
@@ -518,5 +521,9 @@ tool
     }
     process.exit(result.exitCode);
   });
+
+registerKeysCommands(program);
+registerAuditCommands(program);
+registerConfigCommands(program);
 
 await program.parseAsync(process.argv);

@@ -37,6 +37,40 @@ const poolSchema = z
   .strict()
   .refine((p) => p.min === undefined || p.max === undefined || p.min <= p.max, { message: 'min must not exceed max' });
 
+/**
+ * The HTTP control plane: authentication, limits per API key, shutdown. Every field has a
+ * default, so `{}` is a complete configuration.
+ */
+export const serverSchema = z
+  .object({
+    /**
+     * Require an API key on every route but `GET /health`. `false` is accepted only when the
+     * kernel listens on a loopback address (start is refused otherwise).
+     */
+    auth: z.boolean().default(true),
+    /** Requests per key (per client address before authentication) in each window; past it, 429 with `Retry-After`. */
+    rateLimit: z
+      .object({ max: z.number().int().min(1).max(1_000_000).default(600), timeWindowMs: z.number().int().min(1000).max(86_400_000).default(60_000) })
+      .strict()
+      .default({ max: 600, timeWindowMs: 60_000 }),
+    /** Largest request body, bytes. */
+    bodyLimitBytes: z.number().int().min(1024).max(64 * 2 ** 20).default(2 ** 20),
+    /** Largest WebSocket frame a client may send, bytes. */
+    wsMaxPayloadBytes: z.number().int().min(256).max(16 * 2 ** 20).default(2 ** 16),
+    /** Open WebSocket/SSE streams per key. */
+    streamsPerKey: z.number().int().min(1).max(10_000).default(16),
+    /** Tasks per key that may be queued or running at once. */
+    tasksPerKey: z.number().int().min(1).max(10_000).default(8),
+    /** On SIGTERM, how long running tasks may go on before they are interrupted, ms. */
+    shutdownGraceMs: z.number().int().min(0).max(600_000).default(10_000),
+    /** Lifetime of a web UI login (HttpOnly cookie), ms. */
+    loginTtlMs: z.number().int().min(60_000).max(90 * 86_400_000).default(7 * 86_400_000),
+  })
+  .strict();
+
+/** Validated `server` section. */
+export type ServerConfig = z.infer<typeof serverSchema>;
+
 const configSchema = z
   .object({
     backends: z
@@ -59,6 +93,8 @@ const configSchema = z
      * than this many days; 0 keeps orphans until an operator commits or discards them.
      */
     sessions: z.object({ orphanDays: z.number().min(0).max(3650) }).partial().strict().default({}),
+    /** The HTTP control plane (auth, limits, shutdown); see {@link serverSchema}. */
+    server: serverSchema.default(serverSchema.parse({})),
   })
   .strict();
 

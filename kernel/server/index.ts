@@ -12,10 +12,14 @@ import { PACKAGE_ROOT } from '../paths.js';
 import { statusFor } from './errors.js';
 import { taskRoutes } from './routes/tasks.js';
 import { streamRoutes } from './routes/stream.js';
+import { configRoutes } from './routes/config.js';
+import { registerAuth } from './auth.js';
+import { registerLimits } from './limits.js';
 
 /** Build (not start) the server for `kernel`. */
 export async function buildServer(kernel: Kernel, options: { logger?: boolean } = {}): Promise<FastifyInstance> {
-  const app = Fastify({ logger: options.logger ?? false, bodyLimit: 1 << 20 });
+  const server = kernel.config.server;
+  const app = Fastify({ logger: options.logger ?? false, bodyLimit: server.bodyLimitBytes });
   app.setErrorHandler((err: Error & { statusCode?: number }, _req, reply) => {
     if (isWardenError(err)) return reply.code(statusFor(err.code)).send({ error: err.code, message: err.message });
     const status = (err as { statusCode?: number }).statusCode;
@@ -23,11 +27,14 @@ export async function buildServer(kernel: Kernel, options: { logger?: boolean } 
     kernel.log.error({ err: err.message }, 'request failed');
     return reply.code(500).send({ error: 'E_INTERNAL', message: 'internal error; see the kernel log' });
   });
-  await app.register(websocket, { options: { maxPayload: 1 << 16 } });
+  await registerAuth(app, kernel);
+  await registerLimits(app, kernel);
+  await app.register(websocket, { options: { maxPayload: server.wsMaxPayloadBytes } });
   app.get('/metrics', async (_req, reply) => reply.type('text/plain; version=0.0.4').send(await kernel.metrics.text()));
   app.get('/health', async () => ({ status: 'ok', seq: kernel.state.seq, components: Object.keys(kernel.state.current.components).length }));
   await app.register(streamRoutes, { kernel });
   await app.register(taskRoutes, { kernel });
+  await app.register(configRoutes, { kernel });
   await app.register(fastifyStatic, { root: join(PACKAGE_ROOT, 'web'), prefix: '/' });
   await app.register(fastifyStatic, {
     root: join(PACKAGE_ROOT, 'node_modules/fast-json-patch'),

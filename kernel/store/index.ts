@@ -96,6 +96,33 @@ const MIGRATIONS: string[] = [
   // 4: the effective grants and limits each component was loaded with (env values masked).
   `ALTER TABLE components ADD COLUMN grants TEXT;
    ALTER TABLE components ADD COLUMN limits TEXT;`,
+  // 5: API keys (sha256 of the key only; the key itself is shown once) and web UI logins (sha256
+  // of the cookie's token); tasks remember the key that submitted them.
+  `CREATE TABLE api_keys (
+     id TEXT PRIMARY KEY,
+     name TEXT NOT NULL,
+     hash TEXT NOT NULL UNIQUE,
+     prefix TEXT NOT NULL,
+     created_at TEXT NOT NULL,
+     last_used_at TEXT,
+     revoked_at TEXT
+   );
+   CREATE TABLE web_logins (
+     hash TEXT PRIMARY KEY,
+     key_id TEXT NOT NULL,
+     created_at TEXT NOT NULL,
+     expires_at TEXT NOT NULL
+   );
+   ALTER TABLE tasks ADD COLUMN key_id TEXT;`,
+  // 6: the audit log becomes a hash chain (HMAC-SHA256 over the previous hash and the canonical
+  // entry; rows written before it are chained when the store is opened); kernel facts such as
+  // the digest of the last configuration seen.
+  `ALTER TABLE audit ADD COLUMN prev_hash TEXT;
+   ALTER TABLE audit ADD COLUMN hash TEXT;
+   CREATE TABLE meta (
+     key TEXT PRIMARY KEY,
+     value TEXT NOT NULL
+   );`,
 ];
 
 /** The schema version this kernel migrates to. */
