@@ -29,6 +29,13 @@ export type ErrorCode =
   | 'E_INFERENCE_UNAVAILABLE'
   | 'E_INFERENCE_INVALID'
   | 'E_CONFIG'
+  | 'E_RATE_LIMITED'
+  | 'E_LIMIT_TASKS'
+  | 'E_LIMIT_STREAMS'
+  | 'E_TOO_LARGE'
+  | 'E_UNAUTHORIZED'
+  | 'E_CROSS_ORIGIN'
+  | 'E_SHUTTING_DOWN'
   | 'E_INTERNAL';
 
 /**

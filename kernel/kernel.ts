@@ -19,9 +19,11 @@ import { StateDocument, type TaskState, type ToolCall } from './state/index.js';
 import { Inference, type ChatRequest } from './inference/index.js';
 import { fetchGranted } from './http/outbound.js';
 import type { OutboundRequest } from './wasi/http.js';
-import { loadConfig, type Config } from './config/index.js';
+import { configFile, readConfig, type Config } from './config/index.js';
 import { BUILT_COMPONENTS } from './paths.js';
 import { ComponentRegistry, type RegisteredComponent } from './registry/index.js';
+import { ApiKeys } from './auth/index.js';
+import { auditConfig } from './audit/index.js';
 
 /** Options for {@link Kernel.start}. */
 export interface KernelOptions {
@@ -43,6 +45,28 @@ export interface TaskInput {
   /** `model@backend` or a bare model name. */
   model?: string;
   maxTurns?: number;
+  /** Id of the API key that submitted it (stored as `tasks.key_id`, counted for `server.tasksPerKey`). */
+  keyId?: string | null;
+}
+
+/** What {@link Kernel.drain} takes. */
+export interface DrainOptions {
+  /** Why the kernel stops (`SIGTERM`, `SIGINT`): sent to stream clients. */
+  reason: string;
+  /** How long running tasks may go on before they are interrupted, in ms. */
+  graceMs: number;
+  /** Aborting it ends the grace period at once (a second signal). */
+  skipGrace?: AbortSignal;
+  /** Receives one line per phase, for the operator (never holds secrets). */
+  onPhase?: (line: string) => void;
+}
+
+/** What {@link Kernel.close} records as the `kernel.stop` audit entry after a drain. */
+export interface StopRecord {
+  reason: string;
+  graceMs: number;
+  /** Ids of the tasks the drain interrupted. */
+  interrupted: string[];
 }
 
 /** Default inference target. */
@@ -58,8 +82,17 @@ export class Kernel {
   readonly engine: Engine;
   readonly registry: ComponentRegistry;
   readonly inference: Inference;
+  /** API keys and web logins (`server.auth`); checks read the store, so a revocation applies at once. */
+  readonly keys: ApiKeys;
   private readonly running = new Map<string, Promise<TaskState>>();
   private readonly stepCounters = new Map<string, number>();
+  /** False from {@link stopAccepting} on: new work is refused with `E_SHUTTING_DOWN`. */
+  private acceptingWork = true;
+  /** Tasks a drain is interrupting: their late replies and spans are ignored. */
+  private readonly interrupting = new Set<string>();
+  /** Aborted when a drain interrupts tasks: cancels their inference requests. */
+  private readonly interruption = new AbortController();
+  private readonly stopListeners = new Set<(reason: string) => void>();
 
   private constructor(
     readonly dataDir: string,
@@ -78,6 +111,7 @@ export class Kernel {
       { sessionsDir: this.sessions.sessionsDir, sqlDir: join(dataDir, 'scopes') },
     );
     this.metrics = new Metrics(this.mesh);
+    this.keys = new ApiKeys(store, { env, loginTtlMs: config.server.loginTtlMs, failureLimit: config.server.authFailuresPerMinute });
   }
 
   /**
@@ -87,12 +121,15 @@ export class Kernel {
   static async start(options: KernelOptions): Promise<Kernel> {
     const dataDir = resolve(options.dataDir);
     const env = options.env ?? process.env;
-    const config = loadConfig(join(dataDir, 'warden.config.json'), env, options.baseURL);
+    const { config, warnings } = readConfig(configFile(dataDir), env, options.baseURL);
     const log = options.logger ?? pino({ level: options.quiet ? 'silent' : 'info' }, pino.destination(2));
+    for (const w of warnings) log.warn({ field: w.path }, `config: ${w.message}`);
     const store = new Store(join(dataDir, 'warden.db'));
     const kernel = new Kernel(dataDir, store, config, log, env);
     // Tells `warden restore` that a kernel uses this data directory (a stale file names a dead pid).
     writeFileSync(join(dataDir, KERNEL_PID_FILE), String(process.pid));
+    store.audit('kernel.start', { pid: process.pid, version: '0.1.0' });
+    auditConfig(store, config);
     kernel.recoverSessions();
     kernel.restore();
     kernel.applySessionPolicy();
@@ -207,6 +244,11 @@ export class Kernel {
     });
     const workers = this.mesh.pools().find((p) => p.name === manifest.name)?.workers.length ?? 0;
     this.store.upsertComponent(manifest.name, manifest.kind, manifest.version, compiled.sha256, grants, limits);
+    // The grant itself: environment variables by name only (their values may be secrets).
+    this.store.audit('component.load', {
+      name: manifest.name, kind: manifest.kind, version: manifest.version, sha256: compiled.sha256, origin: component.builtin ? 'builtin' : 'pinned',
+      grants: { ...grants, env: Object.keys(grants.env).sort() }, limits,
+    }, manifest.name);
     this.state.update((d) => {
       d.components[manifest.name] = {
         name: manifest.name, kind: manifest.kind, version: manifest.version, sha256: compiled.sha256, workers,
@@ -219,9 +261,11 @@ export class Kernel {
 
   /**
    * Queue a task and start it. @returns the task id
-   * @throws WardenError `E_BAD_INPUT` (empty prompt), `E_NOT_FOUND` (workspace is not a directory)
+   * @throws WardenError `E_BAD_INPUT` (empty prompt), `E_NOT_FOUND` (workspace is not a directory),
+   *   `E_SHUTTING_DOWN` (after {@link stopAccepting})
    */
   submitTask(input: TaskInput): string {
+    this.assertAccepting();
     if (!input.prompt.trim()) throw new WardenError('E_BAD_INPUT', 'task is empty: say what the agent should do');
     const workspace = resolve(input.workspace);
     if (!existsSync(workspace)) throw new WardenError('E_NOT_FOUND', `workspace ${workspace} does not exist`);
@@ -231,7 +275,7 @@ export class Kernel {
     const maxTurns = input.maxTurns ?? this.config.maxTurns;
     this.store.insertTask({
       id, prompt: input.prompt, workspace, model, status: 'queued', session_id: null, summary: null, error: null,
-      created_at: createdAt.toISOString(), finished_at: null, max_turns: maxTurns,
+      created_at: createdAt.toISOString(), finished_at: null, max_turns: maxTurns, key_id: input.keyId ?? null,
     });
     this.state.update((d) => {
       d.tasks[id] = {
@@ -248,9 +292,10 @@ export class Kernel {
    * for review when the kernel stopped). The model is asked again from the last inference request
    * the task made; tool results recorded before it are not repeated.
    * @throws WardenError `E_NOT_FOUND` (no such task), `E_SESSION_STATE` (the task is not
-   *   interrupted, or its session was committed or discarded meanwhile)
+   *   interrupted, or its session was committed or discarded meanwhile), `E_SHUTTING_DOWN`
    */
   resumeTask(id: string): void {
+    this.assertAccepting();
     const task = this.state.current.tasks[id];
     if (!task) throw new WardenError('E_NOT_FOUND', `no task ${id}; see \`warden task list\``);
     if (task.status !== 'interrupted') throw new WardenError('E_SESSION_STATE', `task ${id} is ${task.status}; only an interrupted task can be resumed`);
@@ -295,6 +340,8 @@ export class Kernel {
       },
       { taskId: id, sessionId: task.sessionId, chain: [], deadline, grants: KERNEL_GRANTS },
     );
+    // Interrupted by a drain, which records the outcome; the store may be closing.
+    if (this.interrupting.has(id)) return this.state.current.tasks[id]!;
     const sessionId = this.state.current.tasks[id]?.sessionId ?? null;
     let diff: FileChange[] = [];
     if (sessionId) {
@@ -351,8 +398,14 @@ export class Kernel {
 
   // ---- sessions -----------------------------------------------------------------------------
 
-  /** Commit a session into its workspace. @throws `E_SESSION_CONFLICT`, `E_NOT_FOUND` */
+  /** Commit a session into its workspace. @throws `E_SESSION_CONFLICT`, `E_NOT_FOUND`, `E_SHUTTING_DOWN` */
   commitSession(id: string): FileChange[] {
+    this.assertAccepting();
+    return this.commitNow(id);
+  }
+
+  /** The commit itself: a running task's supervisor may still commit during the grace period. */
+  private commitNow(id: string): FileChange[] {
     const changes = this.sessions.commit(id);
     this.store.finishSession(id, 'committed');
     this.store.audit('session.commit', { session: id, files: changes.length });
@@ -396,7 +449,7 @@ export class Kernel {
         return this.sessions.diff(String(b['id'])).map((c) => ({ path: c.path, kind: c.kind, renamedFrom: c.from, unified: c.unified }));
       case 'session.commit':
         try {
-          this.commitSession(String(b['id']));
+          this.commitNow(String(b['id']));
         } catch (err) {
           const e = err as WardenError;
           if (e.code === 'E_SESSION_CONFLICT') throw { tag: 'conflict', val: (e.detail?.['paths'] as string[]) ?? [] };
@@ -410,7 +463,8 @@ export class Kernel {
         const remaining = ctx.deadline - Date.now();
         // Recorded before the request, so a kernel killed while it waits resumes by asking again.
         if (ctx.taskId && this.state.current.tasks[ctx.taskId]) this.recordConversation(ctx.taskId, (body as ChatRequest).messages);
-        const response = await this.inference.chat(body as ChatRequest, AbortSignal.timeout(Math.max(1, remaining)));
+        const signal = AbortSignal.any([this.interruption.signal, AbortSignal.timeout(Math.max(1, remaining))]);
+        const response = await this.inference.chat(body as ChatRequest, signal);
         if (ctx.taskId && this.state.current.tasks[ctx.taskId]) {
           this.state.update((d) => {
             const usage = d.tasks[ctx.taskId]!.usage;
@@ -450,7 +504,8 @@ export class Kernel {
       case 'span-end': {
         const span = body as unknown as SpanNotice;
         if (notice.op === 'span-end') this.metrics.observeCall(notice.component, span);
-        if (!taskId || !this.state.current.tasks[taskId]) break;
+        // A span of an interrupted task ends as `interrupted` (set by the drain), not as the failure its dying worker reports.
+        if (!taskId || !this.state.current.tasks[taskId] || this.interrupting.has(taskId)) break;
         let recorded: ToolCall | undefined;
         this.state.update((d) => {
           const calls = d.tasks[taskId]!.toolCalls;
@@ -509,12 +564,114 @@ export class Kernel {
     }
   }
 
-  /** Stop workers and close the store. */
-  async close(): Promise<void> {
+  // ---- shutdown -----------------------------------------------------------------------------
+
+  /** False once {@link stopAccepting} was called. */
+  get accepting(): boolean {
+    return this.acceptingWork;
+  }
+
+  /** Refuse new work from now on: `submitTask`, `resumeTask` and `commitSession` throw `E_SHUTTING_DOWN`. */
+  stopAccepting(): void {
+    this.acceptingWork = false;
+  }
+
+  private assertAccepting(): void {
+    if (!this.acceptingWork) throw new WardenError('E_SHUTTING_DOWN', 'the kernel is shutting down and accepts no new work; retry when it is back');
+  }
+
+  /** Call `listener(reason)` when a drain has published its last patches (streams send their final message). @returns unsubscribe */
+  onStop(listener: (reason: string) => void): () => void {
+    this.stopListeners.add(listener);
+    return () => this.stopListeners.delete(listener);
+  }
+
+  /**
+   * The first half of a graceful shutdown. Refuses new work, lets running tasks go on for up to
+   * `graceMs` (less when `skipGrace` aborts), then interrupts the rest: their inference requests
+   * are aborted and their mesh calls cancelled by stopping every worker; each is marked
+   * `interrupted` in the state document and the store as a restart after a crash marks it (so
+   * `warden task resume` continues it), with a step saying so and its session left open. Queued
+   * tasks are interrupted too. Then the last patches are published and {@link onStop} listeners
+   * called. The store stays open for {@link close}.
+   * @returns ids of the interrupted tasks
+   */
+  async drain(options: DrainOptions): Promise<string[]> {
+    this.stopAccepting();
+    const say = options.onPhase ?? (() => undefined);
+    const running = [...this.running.values()];
+    let why = `grace of ${options.graceMs} ms over`;
+    if (running.length > 0) {
+      say(`shutting down: ${running.length} task${running.length === 1 ? '' : 's'} running, waiting up to ${formatSeconds(options.graceMs)}`);
+      if ((await settleWithin(running, options.graceMs, options.skipGrace)) === 'skipped') why = 'grace cut short by a second signal';
+    } else {
+      say('shutting down: no task running');
+    }
+    const ids = Object.values(this.state.current.tasks).filter((t) => t.status === 'running' || t.status === 'queued').map((t) => t.id);
+    for (const id of ids) this.interrupting.add(id);
+    this.interruption.abort();
+    await this.mesh.close();
+    // Calls in flight end as their workers exit; bounded because a call waiting for a worker in
+    // service would only give up at its deadline.
+    await settleWithin([...this.running.values()], 2000);
+    for (const id of ids) {
+      this.markInterrupted(id, why);
+      say(`interrupted ${id} (${why})`);
+    }
+    this.state.flush();
+    for (const listener of this.stopListeners) listener(options.reason);
+    return ids;
+  }
+
+  private markInterrupted(id: string, why: string): void {
+    this.setTask(id, { status: 'interrupted', error: `the kernel shut down while the task was running (${why}); \`warden task resume ${id}\` continues it` });
+    this.store.interruptToolCalls(id);
+    this.state.update((d) => {
+      for (const call of Object.values(d.tasks[id]!.toolCalls)) {
+        if (call.status === 'running') Object.assign(call, { status: 'interrupted', outcome: 'interrupted' });
+      }
+    });
+    this.addStep(id, 'kernel', 'interrupted', `interrupted by shutdown (${why})`);
+    this.running.delete(id);
+  }
+
+  /**
+   * Stop workers, publish pending patches, record the `kernel.stop` audit entry (with `stop`
+   * after a drain), fold the WAL into the database file, close the store and remove `kernel.pid`.
+   */
+  async close(stop?: StopRecord): Promise<void> {
     await this.mesh.close();
     this.state.flush();
+    if (this.store.db.open) this.store.audit('kernel.stop', stop ? { reason: stop.reason, interrupted: stop.interrupted, graceMs: stop.graceMs } : { reason: 'closed' });
+    try {
+      // The database file alone is then complete (a copy of it needs no -wal beside it).
+      this.store.db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch (err) {
+      this.log.warn({ err: messageOf(err) }, 'WAL checkpoint at close failed; SQLite folds it in at the next open');
+    }
     this.store.close();
     const pidFile = join(this.dataDir, KERNEL_PID_FILE);
     if (existsSync(pidFile) && readFileSync(pidFile, 'utf8') === String(process.pid)) rmSync(pidFile, { force: true });
   }
+}
+
+/** `10 s`, `1.5 s`: a duration in ms for people. */
+function formatSeconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(1))} s`;
+}
+
+/** Wait until every promise settled, `ms` passed or `skip` aborted; says which came first. */
+function settleWithin(work: Promise<unknown>[], ms: number, skip?: AbortSignal): Promise<'settled' | 'timeout' | 'skipped'> {
+  return new Promise((resolve) => {
+    if (skip?.aborted) return resolve('skipped');
+    const onSkip = () => done('skipped');
+    const timer = setTimeout(() => done('timeout'), ms);
+    const done = (how: 'settled' | 'timeout' | 'skipped') => {
+      clearTimeout(timer);
+      skip?.removeEventListener('abort', onSkip);
+      resolve(how);
+    };
+    skip?.addEventListener('abort', onSkip, { once: true });
+    void Promise.allSettled(work).then(() => done('settled'));
+  });
 }

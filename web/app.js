@@ -1,5 +1,6 @@
 // The web UI: task list, task page (status, steps, tool calls, diff) applied live from the
-// patch stream, and a form to submit tasks.
+// patch stream, a form to submit tasks, and a login form (API key → HttpOnly cookie) when the
+// kernel answers 401.
 import { StateClient } from '/client.js';
 
 const $ = (sel) => document.querySelector(sel);
@@ -90,8 +91,27 @@ function render(state) {
 const client = new StateClient((state, seq) => {
   $('#conn').textContent = `live · seq ${seq}`;
   render(state);
-});
+}, () => showLogin());
 client.connect();
+
+function showLogin(message = '') {
+  $('#conn').textContent = 'not logged in';
+  $('#login-error').textContent = message;
+  $('#login').hidden = false;
+}
+
+$('#login').onsubmit = async (event) => {
+  event.preventDefault();
+  const key = new FormData(event.target).get('key');
+  const res = await fetch('/api/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key }) });
+  if (res.status !== 204) {
+    $('#login-error').textContent = (await res.json()).message;
+    return;
+  }
+  event.target.reset();
+  $('#login').hidden = true;
+  client.connect();
+};
 
 $('#submit').onsubmit = async (event) => {
   event.preventDefault();
@@ -100,6 +120,7 @@ $('#submit').onsubmit = async (event) => {
   if (form.get('model')) body.model = form.get('model');
   const res = await fetch('/api/tasks', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
   const answer = await res.json();
+  if (res.status === 401) showLogin(answer.message);
   if (!res.ok) {
     $('#submit-error').textContent = answer.message;
     return;

@@ -1,10 +1,12 @@
 // Patch-stream client: holds the kernel's state document, applies `{seq, ts, ops}` envelopes
-// (RFC 6902) in order, and resyncs from a snapshot when it sees a gap or reconnects.
+// (RFC 6902) in order, and resyncs from a snapshot when it sees a gap or reconnects. The socket
+// authenticates with the login cookie; a refused one calls `onUnauthorized` instead of retrying.
 import { applyPatch, deepClone } from '/vendor/fast-json-patch/index.mjs';
 
 export class StateClient {
-  constructor(onChange) {
+  constructor(onChange, onUnauthorized) {
     this.onChange = onChange;
+    this.onUnauthorized = onUnauthorized;
     this.seq = -1;
     this.state = null;
     this.closed = false;
@@ -14,9 +16,15 @@ export class StateClient {
     const since = this.seq >= 0 ? `?since=${this.seq}` : '';
     const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/stream${since}`;
     this.socket = new WebSocket(url);
+    let opened = false;
+    this.socket.onopen = () => (opened = true);
     this.socket.onmessage = (event) => this.receive(JSON.parse(event.data));
-    this.socket.onclose = () => {
-      if (!this.closed) setTimeout(() => this.connect(), 500);
+    this.socket.onclose = async () => {
+      if (this.closed) return;
+      // A refused upgrade is only a close to the page: ask the REST side whether a login is missing.
+      const status = opened ? 0 : await fetch('/api/state').then((r) => r.status, () => 0);
+      if (status === 401) this.onUnauthorized();
+      else setTimeout(() => this.connect(), 500);
     };
   }
 

@@ -5,7 +5,7 @@
  */
 import { join, resolve } from 'node:path';
 import { Engine } from '../engine/index.js';
-import { loadConfig, type Config } from '../config/index.js';
+import { configFile, loadConfig, type Config } from '../config/index.js';
 import { effectiveGrants, type Effective } from '../grants/effective.js';
 import { Store } from '../store/index.js';
 import { ComponentRegistry, type AddResult, type RegisteredComponent } from '../registry/index.js';
@@ -20,11 +20,11 @@ export interface DataDir {
 
 /**
  * Open a data directory the way the kernel does, without starting workers.
- * @throws WardenError `E_CONFIG` for an invalid `warden.config.json`
+ * @throws WardenError `E_CONFIG` for an invalid `warden.config.json` / `.toml`
  */
 export function openDataDir(dataDir: string): DataDir {
   const dir = resolve(dataDir);
-  const config = loadConfig(join(dir, 'warden.config.json'));
+  const config = loadConfig(configFile(dir));
   const store = new Store(join(dir, 'warden.db'));
   const registry = new ComponentRegistry(dir, store, new Engine(join(dir, 'cache')));
   return { store, registry, config, close: () => store.close() };

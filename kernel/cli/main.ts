@@ -4,6 +4,7 @@
  * code; `--json` prints machine-readable results.
  */
 import { Command, Option } from 'commander';
+import type { FastifyInstance } from 'fastify';
 import { resolve } from 'node:path';
 import { Kernel, DEFAULT_MODEL } from '../kernel.js';
 import { messageOf, isWardenError } from '../errors.js';
@@ -16,7 +17,7 @@ import { existsSync } from 'node:fs';
 import { readStdin, runTool } from './tool-run.js';
 import { effectiveOf, formatAdded, formatGrants, openDataDir, type DataDir } from './component.js';
 import { join } from 'node:path';
-import { registerKeysCommands } from './keys.js';
+import { isLoopbackAddress, registerKeysCommands, serveBanner } from './keys.js';
 import { registerAuditCommands } from './audit.js';
 import { registerConfigCommands } from './config.js';
 
@@ -61,6 +62,10 @@ program
   .action(async (opts: { host: string; port: string; dataDir: string; baseUrl?: string }) => {
     const started = Date.now();
     const kernel = await Kernel.start({ dataDir: opts.dataDir, ...(opts.baseUrl ? { baseURL: opts.baseUrl } : {}) }).catch((e) => fail(e));
+    if (!kernel.config.server.auth && !isLoopbackAddress(opts.host)) {
+      await kernel.close();
+      fail(`refusing to listen on ${opts.host} with server.auth false: without API keys only a loopback address (127.0.0.1, ::1, localhost) may listen; set server.auth to true in the config file or use --host 127.0.0.1`);
+    }
     const app = await buildServer(kernel);
     try {
       await app.listen({ host: opts.host, port: Number(opts.port) });
@@ -69,14 +74,49 @@ program
       fail(`cannot listen on ${opts.host}:${opts.port}: ${messageOf(err)}`);
     }
     process.stdout.write(`warden: ready on http://${opts.host}:${opts.port} in ${Date.now() - started} ms (data: ${resolve(opts.dataDir)})\n`);
-    const stop = async () => {
-      await app.close();
-      await kernel.close();
-      process.exit(0);
+    if (kernel.config.server.auth) process.stdout.write(serveBanner(kernel, opts.host, (app.server.address() as { port: number }).port));
+    // The first signal starts a graceful shutdown; a second one ends its grace period at once.
+    const skipGrace = new AbortController();
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (!stopping) {
+        stopping = true;
+        void stopServing(app, kernel, signal, skipGrace.signal);
+      } else if (!skipGrace.signal.aborted) {
+        process.stderr.write(`warden: ${signal} again: interrupting running tasks now\n`);
+        skipGrace.abort();
+      }
     };
-    process.once('SIGINT', stop);
-    process.once('SIGTERM', stop);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
   });
+
+/** How long in-flight requests and closing WebSockets may hold up a shutdown, in ms. */
+const SERVER_CLOSE_MS = 2000;
+
+/**
+ * Graceful shutdown of `serve`: stop listening at once (new work on open connections gets
+ * `E_SHUTTING_DOWN`), drain the kernel within `server.shutdownGraceMs`, close the server and
+ * the kernel (audit `kernel.stop`, WAL checkpoint, pid file), one stderr line per phase, exit 0.
+ */
+async function stopServing(app: FastifyInstance, kernel: Kernel, signal: NodeJS.Signals, skipGrace: AbortSignal): Promise<never> {
+  const started = Date.now();
+  const say = (line: string) => process.stderr.write(`warden: ${line}\n`);
+  const graceMs = kernel.config.server.shutdownGraceMs;
+  try {
+    kernel.stopAccepting();
+    // Node also closes idle keep-alive connections here; busy ones and WebSockets stay until the drain ends.
+    app.server.close();
+    const interrupted = await kernel.drain({ reason: signal, graceMs, skipGrace, onPhase: say });
+    await Promise.race([app.close(), new Promise((resolve) => setTimeout(resolve, SERVER_CLOSE_MS).unref())]);
+    await kernel.close({ reason: signal, graceMs, interrupted });
+  } catch (err) {
+    say(`shutdown failed: ${messageOf(err)}`);
+    process.exit(1);
+  }
+  say(`stopped in ${Date.now() - started} ms`);
+  process.exit(0);
+}
 
 program
   .command('run')

@@ -1,13 +1,44 @@
 /**
- * The operator's configuration: backends, grants per component, worker pools. Read from
- * `warden.config.json` in the data directory when present; validated with errors naming the field.
- * Secrets are never in the file: backends name the environment variable that holds their key.
+ * The operator's configuration: backends, grants per component, worker pools, the HTTP control
+ * plane. Read from `warden.config.json` or `warden.config.toml` in the data directory when
+ * present; validated with errors naming the file and the field. Secrets are never in the file:
+ * backends name the environment variable that holds their key, granted env values that are
+ * secrets are `"$NAME"` references (see `secrets.ts` for the rule).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { z } from 'zod';
-import { WardenError } from '../errors.js';
+import { isWardenError } from '../errors.js';
 import { DEFAULT_BASE_URL, type Backend } from '../inference/index.js';
-import { formatIssues, grantFields, limitsSchema } from '../grants/index.js';
+import { grantFields, limitsSchema } from '../grants/index.js';
+import { configError, readConfigFile, type ConfigIssue } from './file.js';
+import { ENV_NAME, envReference, envValueProblem, maskConfig, urlProblem } from './secrets.js';
+
+export { configFile, type ConfigIssue } from './file.js';
+export { maskConfig, MASK } from './secrets.js';
+
+/** Granted env values: a `"$NAME"` reference, or a literal that does not look like a secret. */
+const envValues = z
+  .record(z.string().regex(ENV_NAME, 'an environment variable name'), z.string())
+  .superRefine((env, ctx) => {
+    for (const [name, value] of Object.entries(env)) {
+      const problem = envValueProblem(name, value);
+      if (problem) ctx.addIssue({ code: 'custom', path: [name], message: problem });
+    }
+  });
+
+const backendSchema = z
+  .object({
+    name: z.string().min(1),
+    baseURL: z
+      .string()
+      .url()
+      .superRefine((url, ctx) => {
+        const problem = urlProblem(url);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      }),
+    apiKeyEnv: z.string().regex(ENV_NAME, 'the name of the environment variable that holds the key (not the key)'),
+  })
+  .strict();
 
 const grantSchema = z
   .object({
@@ -17,7 +48,7 @@ const grantSchema = z
     inference: grantFields.inference.optional(),
     session: grantFields.session.optional(),
     /** Variable name → value; a value `$NAME` is read from the kernel's environment at start. */
-    env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name'), z.string()).optional(),
+    env: envValues.optional(),
     http: grantFields.http.optional(),
     sockets: grantFields.sockets.optional(),
     /** Overrides of the component's limits (win over its manifest). */
@@ -53,6 +84,11 @@ export const serverSchema = z
       .object({ max: z.number().int().min(1).max(1_000_000).default(600), timeWindowMs: z.number().int().min(1000).max(86_400_000).default(60_000) })
       .strict()
       .default({ max: 600, timeWindowMs: 60_000 }),
+    /**
+     * Failed authentications (bad key, cookie or login link) per client address per minute;
+     * past it the address gets 429 until the minute is over, even with a good key.
+     */
+    authFailuresPerMinute: z.number().int().min(1).max(1_000_000).default(50),
     /** Largest request body, bytes. */
     bodyLimitBytes: z.number().int().min(1024).max(64 * 2 ** 20).default(2 ** 20),
     /** Largest WebSocket frame a client may send, bytes. */
@@ -74,7 +110,13 @@ export type ServerConfig = z.infer<typeof serverSchema>;
 const configSchema = z
   .object({
     backends: z
-      .array(z.object({ name: z.string().min(1), baseURL: z.string().url(), apiKeyEnv: z.string().min(1) }).strict())
+      .array(backendSchema)
+      .min(1)
+      .superRefine((backends, ctx) => {
+        backends.forEach((b, i) => {
+          if (backends.findIndex((other) => other.name === b.name) < i) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `backend ${b.name} is defined twice` });
+        });
+      })
       .optional(),
     /** Grants per component name; a component without an entry gets what its manifest requests if it is built in, nothing otherwise. */
     grants: z.record(z.string(), grantSchema).default({}),
@@ -104,25 +146,101 @@ export type Config = z.infer<typeof configSchema> & { backends: Backend[] };
 /** Operator grant for one component (fields absent: as requested). */
 export type GrantConfig = z.infer<typeof grantSchema>;
 
+/** A loaded configuration, where it came from, and what is worth a warning. */
+export interface LoadedConfig {
+  config: Config;
+  /** The file read, or null when there was none (all defaults). */
+  file: string | null;
+  /** References to environment variables that are not set (names only, never values). */
+  warnings: ConfigIssue[];
+}
+
 /**
- * Load the configuration. Backends default to one, `default`, at `OPENAI_BASE_URL`
- * (or {@link DEFAULT_BASE_URL}) with the key in `OPENAI_API_KEY`.
- * @throws WardenError `E_CONFIG` naming the file and field
+ * Read and validate a configuration file (`null`: no file, all defaults). Backends default to
+ * one, `default`, at `OPENAI_BASE_URL` (or {@link DEFAULT_BASE_URL}) with the key in
+ * `OPENAI_API_KEY`; `baseURL` overrides the first backend's.
+ * @throws WardenError `E_CONFIG` naming the file and each bad field (`detail.issues`)
  */
-export function loadConfig(path: string | null, env: NodeJS.ProcessEnv = process.env, baseURL?: string): Config {
-  let raw: unknown = {};
-  if (path && existsSync(path)) {
-    try {
-      raw = JSON.parse(readFileSync(path, 'utf8'));
-    } catch (cause) {
-      throw new WardenError('E_CONFIG', `${path}: not valid JSON (${(cause as Error).message})`, { cause });
-    }
-  }
+export function readConfig(file: string | null, env: NodeJS.ProcessEnv = process.env, baseURL?: string): LoadedConfig {
+  const raw = file ? readConfigFile(file) : {};
   const parsed = configSchema.safeParse(raw);
-  if (!parsed.success) throw new WardenError('E_CONFIG', formatIssues(path ?? 'config', parsed.error.issues));
+  if (!parsed.success) throw configError(file ?? 'config', issuesOf(parsed.error));
   const backends = parsed.data.backends ?? [
     { name: 'default', baseURL: baseURL ?? env['OPENAI_BASE_URL'] ?? DEFAULT_BASE_URL, apiKeyEnv: 'OPENAI_API_KEY' },
   ];
   if (baseURL && parsed.data.backends) backends[0] = { ...backends[0]!, baseURL };
-  return { ...parsed.data, backends };
+  return { config: { ...parsed.data, backends }, file, warnings: unsetReferences(parsed.data, env) };
+}
+
+/**
+ * Load the configuration at `path` (all defaults when it does not exist); see {@link readConfig}.
+ * @throws WardenError `E_CONFIG` naming the file and field
+ */
+export function loadConfig(path: string | null, env: NodeJS.ProcessEnv = process.env, baseURL?: string): Config {
+  return readConfig(path && existsSync(path) ? path : null, env, baseURL).config;
+}
+
+/** What `warden config check` reports. */
+export interface ConfigReport {
+  ok: boolean;
+  file: string | null;
+  errors: ConfigIssue[];
+  warnings: ConfigIssue[];
+  /** The effective configuration (defaults applied), masked; null when invalid. */
+  effective: unknown;
+}
+
+/** Validate a configuration file without starting anything. Never throws for a bad file. */
+export function checkConfig(file: string | null, env: NodeJS.ProcessEnv = process.env): ConfigReport {
+  try {
+    const loaded = readConfig(file, env);
+    return { ok: true, file, errors: [], warnings: loaded.warnings, effective: maskConfig(loaded.config) };
+  } catch (err) {
+    if (!isWardenError(err, 'E_CONFIG')) throw err;
+    const issues = (err.detail?.['issues'] as ConfigIssue[] | undefined) ?? [{ path: '', message: err.message }];
+    return { ok: false, file, errors: issues, warnings: [], effective: null };
+  }
+}
+
+/** Zod issues as config issues; an unknown key is reported at its own path with the known ones. */
+function issuesOf(error: z.ZodError): ConfigIssue[] {
+  return error.issues.flatMap((issue) => {
+    const path = issue.path.map(String);
+    if (issue.code !== 'unrecognized_keys') return [{ path: path.join('.'), message: issue.message }];
+    const known = knownFields(path);
+    return issue.keys.map((key) => ({ path: [...path, key].join('.'), message: `unknown field${known.length ? ` (known: ${known.join(', ')})` : ''}` }));
+  });
+}
+
+/** The field names the schema allows in the object at `path`. */
+function knownFields(path: string[]): string[] {
+  let schema: z.core.$ZodType | undefined = configSchema;
+  const step = (s: z.core.$ZodType, key: string | null): z.core.$ZodType | undefined => {
+    const def = s._zod.def as unknown as Record<string, z.core.$ZodType | Record<string, z.core.$ZodType>> & { type: string };
+    if (def.type === 'default' || def.type === 'optional' || def.type === 'nullable') return step(def['innerType'] as z.core.$ZodType, key);
+    if (key === null) return s;
+    if (def.type === 'object') return (def['shape'] as Record<string, z.core.$ZodType>)[key];
+    if (def.type === 'record') return def['valueType'] as z.core.$ZodType;
+    if (def.type === 'array') return def['element'] as z.core.$ZodType;
+    return undefined;
+  };
+  for (const key of path) schema = schema && step(schema, key);
+  schema = schema && step(schema, null);
+  const def = schema?._zod.def as { type: string; shape?: Record<string, unknown> } | undefined;
+  return def?.type === 'object' && def.shape ? Object.keys(def.shape) : [];
+}
+
+/** Referenced environment variables that are not set: configured backends' keys, `$NAME` env grants. */
+function unsetReferences(data: z.infer<typeof configSchema>, env: NodeJS.ProcessEnv): ConfigIssue[] {
+  const warnings: ConfigIssue[] = [];
+  (data.backends ?? []).forEach((b, i) => {
+    if (!env[b.apiKeyEnv]) warnings.push({ path: `backends.${i}.apiKeyEnv`, message: `${b.apiKeyEnv} is not set; backend ${b.name} is called without a key` });
+  });
+  for (const [component, grant] of Object.entries(data.grants)) {
+    for (const [name, value] of Object.entries(grant.env ?? {})) {
+      const ref = envReference(value);
+      if (ref && env[ref] === undefined) warnings.push({ path: `grants.${component}.env.${name}`, message: `${ref} is not set; ${component} sees ${name} empty` });
+    }
+  }
+  return warnings;
 }

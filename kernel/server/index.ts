@@ -2,10 +2,11 @@
  * The HTTP server: REST, the WebSocket patch stream and the web UI, as fastify plugins
  * registered by {@link buildServer}. Tests call it with `inject()` or a real port.
  */
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import websocket from '@fastify/websocket';
 import fastifyStatic from '@fastify/static';
 import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
 import { isWardenError } from '../errors.js';
 import type { Kernel } from '../kernel.js';
 import { PACKAGE_ROOT } from '../paths.js';
@@ -16,17 +17,47 @@ import { configRoutes } from './routes/config.js';
 import { registerAuth } from './auth.js';
 import { registerLimits } from './limits.js';
 
+/**
+ * Answer bytes Node's HTTP parser rejects (a bad request line or header, bytes after a body
+ * whose length was not declared, headers over 16 KiB) in the same `{error, message}` shape as
+ * every other 4xx, then close the connection.
+ */
+function answerMalformedHttp(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const [status, reason] =
+    err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request Header Fields Too Large'] : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'Request Timeout'] : [400, 'Bad Request'];
+  const body = JSON.stringify({ error: 'E_BAD_INPUT', message: `malformed HTTP request (${err.code ?? 'parse error'}); the connection is closed` });
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+}
+
 /** Build (not start) the server for `kernel`. */
 export async function buildServer(kernel: Kernel, options: { logger?: boolean } = {}): Promise<FastifyInstance> {
   const server = kernel.config.server;
-  const app = Fastify({ logger: options.logger ?? false, bodyLimit: server.bodyLimitBytes });
+  const app = Fastify({
+    logger: options.logger ?? false,
+    bodyLimit: server.bodyLimitBytes,
+    // Errors the router raises before any route runs (a malformed percent-encoding, an
+    // unsupported content type): the same `{error, message}` shape as every other 4xx.
+    clientErrorHandler: answerMalformedHttp,
+    frameworkErrors: (err, _req, reply) => {
+      const status = err.statusCode && err.statusCode < 500 ? err.statusCode : 400;
+      void (reply as FastifyReply).code(status).send({ error: 'E_BAD_INPUT', message: err.message });
+    },
+  });
   app.setErrorHandler((err: Error & { statusCode?: number }, _req, reply) => {
     if (isWardenError(err)) return reply.code(statusFor(err.code)).send({ error: err.code, message: err.message });
+    if ((err as { code?: string }).code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      return reply.code(statusFor('E_TOO_LARGE')).send({ error: 'E_TOO_LARGE', message: `the request body is larger than ${server.bodyLimitBytes} bytes (server.bodyLimitBytes)` });
+    }
     const status = (err as { statusCode?: number }).statusCode;
     if (status && status >= 400 && status < 500) return reply.code(status).send({ error: 'E_BAD_INPUT', message: err.message });
     kernel.log.error({ err: err.message }, 'request failed');
     return reply.code(500).send({ error: 'E_INTERNAL', message: 'internal error; see the kernel log' });
   });
+  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: 'E_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]!.slice(0, 200)}` }));
   await registerAuth(app, kernel);
   await registerLimits(app, kernel);
   await app.register(websocket, { options: { maxPayload: server.wsMaxPayloadBytes } });

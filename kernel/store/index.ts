@@ -7,6 +7,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync }
 import { dirname, join } from 'node:path';
 import { WardenError } from '../errors.js';
 import type { Grants, Limits } from '../grants/index.js';
+import { AuditChain, AUDIT_KEY_FILE, readHead, type AuditRow } from '../audit/index.js';
 
 export { ScopedSql, type SqlValue, type SqlError } from './scoped-sql.js';
 
@@ -161,6 +162,8 @@ export interface TaskRow {
   /** The session diff at the end of the task, JSON (`FileChange[]`). */
   diff?: string | null;
   max_turns?: number | null;
+  /** Id of the API key that submitted the task (`env` for `WARDEN_API_KEY`); null when none was needed. */
+  key_id?: string | null;
 }
 
 /** A session row. */
@@ -198,19 +201,35 @@ export interface ToolCallRow {
   duration_us: number | null;
 }
 
+/** Options of {@link Store}. */
+export interface StoreOptions {
+  /**
+   * Keep the data directory's audit head anchor (`audit.head`) at this store's last entry
+   * (default true); false for a copy that is not (yet) the data directory's store.
+   */
+  auditAnchor?: boolean;
+}
+
+/** Schema version whose migration made the audit log a hash chain. */
+const AUDIT_CHAIN_VERSION = 6;
+
 /** The kernel store. */
 export class Store {
   readonly db: Database.Database;
   /** Schema version found when the file was opened (before migrations). */
   readonly openedAtVersion: number;
+  /** The audit hash chain; its key and head anchor live in the store's directory. */
+  private readonly auditChain: AuditChain;
 
   /**
    * Open (creating when missing) and migrate the database at `file`: WAL, `synchronous = NORMAL`
    * (a committed transaction survives a crash of the process; see sqlite.org/wal.html),
    * foreign keys on.
-   * @throws WardenError `E_STORE` when the file is newer than this kernel (a later schema) or not a database
+   * Audit rows written before the chain existed are chained here, in seq order.
+   * @throws WardenError `E_STORE` when the file is newer than this kernel (a later schema) or not
+   *   a database, or the audit key cannot be read or created
    */
-  constructor(readonly file: string) {
+  constructor(readonly file: string, options: StoreOptions = {}) {
     mkdirSync(dirname(file), { recursive: true });
     try {
       this.db = new Database(file, { timeout: 5000 });
@@ -226,6 +245,10 @@ export class Store {
       throw new WardenError('E_STORE', `${file} has schema version ${this.openedAtVersion}, newer than this kernel's ${SCHEMA_VERSION}; run a newer Warden or restore an older backup`);
     }
     this.migrate();
+    this.auditChain = new AuditChain(this.db, dirname(file), { anchor: options.auditAnchor ?? true });
+    // Only rows from before the chain (or before any key existed) are chained at open; an
+    // unchained row in a chained log was slipped in and must stay visible to `audit verify`.
+    if (this.openedAtVersion < AUDIT_CHAIN_VERSION || !existsSync(join(dirname(file), AUDIT_KEY_FILE))) this.auditChain.chainUnchained();
   }
 
   /** Schema version after migration (`PRAGMA user_version`). */
@@ -308,9 +331,14 @@ export class Store {
 
   insertTask(row: TaskRow): void {
     this.db
-      .prepare(`INSERT INTO tasks (id, prompt, workspace, model, status, session_id, summary, error, created_at, finished_at, max_turns)
-                VALUES (@id, @prompt, @workspace, @model, @status, @session_id, @summary, @error, @created_at, @finished_at, @max_turns)`)
-      .run({ max_turns: null, ...row });
+      .prepare(`INSERT INTO tasks (id, prompt, workspace, model, status, session_id, summary, error, created_at, finished_at, max_turns, key_id)
+                VALUES (@id, @prompt, @workspace, @model, @status, @session_id, @summary, @error, @created_at, @finished_at, @max_turns, @key_id)`)
+      .run({ max_turns: null, key_id: null, ...row });
+  }
+
+  /** How many tasks submitted with `keyId` (null: without a key) are queued or running. */
+  activeTasks(keyId: string | null): number {
+    return (this.db.prepare("SELECT count(*) AS n FROM tasks WHERE key_id IS ? AND status IN ('queued', 'running')").get(keyId) as { n: number }).n;
   }
 
   updateTask(id: string, fields: Partial<Omit<TaskRow, 'id'>>): void {
@@ -388,19 +416,53 @@ export class Store {
     return this.db.prepare('DELETE FROM pins WHERE name = ?').run(name).changes > 0;
   }
 
-  /** Append an audit event (denials, limit hits, commits). `detail` must hold no secrets. */
-  audit(kind: string, detail: Record<string, unknown>, component?: string, taskId?: string): void {
-    this.db
-      .prepare('INSERT INTO audit (ts, kind, component, task_id, detail) VALUES (?, ?, ?, ?, ?)')
-      .run(new Date().toISOString(), kind, component ?? null, taskId ?? null, JSON.stringify(detail));
+  /**
+   * Append an event to the hash-chained audit log (grants, denials, limit hits, commits, key and
+   * configuration changes) in one IMMEDIATE transaction, safe against other processes appending
+   * to the same store. `detail` names things and never holds a secret value (keys, tokens,
+   * environment values): the log is kept forever and shown by `warden audit list`.
+   * @returns the entry's seq
+   * @throws WardenError `E_STORE` when the audit key cannot be read or created
+   */
+  audit(kind: string, detail: Record<string, unknown>, component?: string, taskId?: string): number {
+    return this.auditChain.append(kind, JSON.stringify(detail), component ?? null, taskId ?? null);
   }
 
-  auditEvents(limit = 100): Array<{ seq: number; ts: string; kind: string; component: string | null; task_id: string | null; detail: string }> {
-    return this.db.prepare('SELECT * FROM audit ORDER BY seq DESC LIMIT ?').all(limit) as never;
+  /** The newest `limit` audit entries (of one `kind` when given), newest first. */
+  auditEvents(limit = 100, filter: { kind?: string } = {}): AuditRow[] {
+    return this.db
+      .prepare('SELECT * FROM audit WHERE (@kind IS NULL OR kind = @kind) ORDER BY seq DESC LIMIT @limit')
+      .all({ kind: filter.kind ?? null, limit }) as AuditRow[];
   }
 
+  /**
+   * Record that this store was put in place by `warden restore` and anchor the audit log at that
+   * entry: the entries after the backup's last one are gone by the operator's hand, and the
+   * entry says so (`detail` names the backup and the seq the previous anchor named).
+   */
+  auditRestored(detail: Record<string, unknown>): number {
+    return this.auditChain.appendAndReanchor('store.restore', JSON.stringify(detail));
+  }
+
+  /** HMAC-SHA256 of `text` under the audit key (hex): a digest that cannot be reversed by guessing. */
+  auditMac(text: string): string {
+    return this.auditChain.mac(text);
+  }
+
+  /** A kernel fact from the `meta` table (such as the digest of the last configuration seen). */
+  metaValue(key: string): string | undefined {
+    return (this.db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined)?.value;
+  }
+
+  /** Set a kernel fact in the `meta` table. */
+  setMeta(key: string, value: string): void {
+    this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value').run(key, value);
+  }
+
+  /** Close the database, then make the audit head anchor durable if this store appended. */
   close(): void {
     this.db.close();
+    this.auditChain.close();
   }
 }
 
@@ -452,13 +514,16 @@ export function restoreStore(backup: string, dataDir: string): RestoreReport {
   removeCandidate();
   copyFileSync(backup, candidate);
   let report: Omit<RestoreReport, 'previous'>;
+  let restoredLastSeq = 0;
   try {
-    const store = new Store(candidate);
+    // Not the data directory's store yet: it must not move the audit anchor.
+    const store = new Store(candidate, { auditAnchor: false });
     try {
       const check = store.db.pragma('integrity_check', { simple: true });
       if (check !== 'ok') throw new Error(`it fails SQLite's integrity check: ${String(check)}`);
       const tasks = (store.db.prepare('SELECT count(*) AS n FROM tasks').get() as { n: number }).n;
       report = { file: target, schemaVersion: store.schemaVersion, tasks };
+      restoredLastSeq = (store.db.prepare('SELECT max(seq) AS m FROM audit').get() as { m: number | null }).m ?? 0;
       store.db.pragma('wal_checkpoint(TRUNCATE)');
     } finally {
       store.close();
@@ -472,7 +537,14 @@ export function restoreStore(backup: string, dataDir: string): RestoreReport {
     previous = `${target}.before-restore-${new Date().toISOString().replace(/[:.]/g, '-')}`;
     for (const suffix of ['', '-wal', '-shm']) if (existsSync(target + suffix)) renameSync(target + suffix, previous + suffix);
   }
+  const head = readHead(dataDir);
   renameSync(candidate, target);
   removeCandidate();
+  const restored = new Store(target);
+  try {
+    restored.auditRestored({ backup, restoredLastSeq, previousHeadSeq: head.state === 'present' ? head.seq : null });
+  } finally {
+    restored.close();
+  }
   return { ...report, previous };
 }

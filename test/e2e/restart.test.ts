@@ -15,6 +15,7 @@ import type { TaskState } from '../../kernel/state/index.js';
 import { PACKAGE_ROOT } from '../../kernel/paths.js';
 import { startScriptedServer, type ScriptedServer, type ScriptedTurn } from '../support/scripted-openai.js';
 import { tempDir, workspace } from '../support/fixtures.js';
+import { envKey } from '../support/auth.js';
 
 const run = promisify(execFile);
 const warden = join(PACKAGE_ROOT, 'bin/warden.js');
@@ -66,18 +67,19 @@ describe('restart without loss', () => {
     const ws = workspace({ 'README.md': '# project\n' });
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
+    const { env: keyEnv, headers } = envKey();
     const child: ChildProcess = spawn(process.execPath, [warden, 'serve', '--port', String(port), '--data-dir', data], {
-      env: { ...process.env, OPENAI_BASE_URL: model.baseURL }, stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, OPENAI_BASE_URL: model.baseURL, ...keyEnv }, stdio: ['ignore', 'pipe', 'pipe'],
     });
     const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on('exit', (_code, signal) => resolve(signal)));
     try {
       await until(async () => (await fetch(`${base}/health`).then((r) => r.ok, () => false)) || undefined, 60_000, 'the kernel to listen');
       const submit = async (task: string) => {
-        const res = await fetch(`${base}/api/tasks`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ task, workspace: ws, model: 'scripted' }) });
+        const res = await fetch(`${base}/api/tasks`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify({ task, workspace: ws, model: 'scripted' }) });
         expect(res.status).toBe(201);
         return ((await res.json()) as { id: string }).id;
       };
-      const getTask = async (id: string) => (await (await fetch(`${base}/api/tasks/${id}`)).json()) as TaskState;
+      const getTask = async (id: string) => (await (await fetch(`${base}/api/tasks/${id}`, { headers })).json()) as TaskState;
 
       const quick = await submit('a quick task');
       const quickDone = await until(async () => ((await getTask(quick)).status === 'succeeded' ? getTask(quick) : undefined), 60_000, 'the quick task');

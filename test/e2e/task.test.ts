@@ -11,11 +11,13 @@ import { buildServer } from '../../kernel/server/index.js';
 import type { Envelope } from '../../kernel/state/index.js';
 import { startScriptedServer, type ScriptedServer } from '../support/scripted-openai.js';
 import { realRepository, tempDir } from '../support/fixtures.js';
+import { authed } from '../support/auth.js';
 
 let server: ScriptedServer;
 let kernel: Kernel;
 let app: FastifyInstance;
 let base: string;
+let headers: { authorization: string };
 const repo = realRepository();
 const original = readFileSync(join(repo, 'lib/command.js'), 'utf8');
 
@@ -39,6 +41,7 @@ beforeAll(async () => {
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address() as { port: number };
   base = `http://127.0.0.1:${address.port}`;
+  headers = authed(kernel).headers;
 });
 
 afterAll(async () => {
@@ -49,14 +52,14 @@ afterAll(async () => {
 
 describe('a task from POST /api/tasks to a committed session', () => {
   it('edits a real repository through the coder agent, streams contiguous patches, and commits', async () => {
-    const ws = new WebSocket(`${base.replace('http', 'ws')}/api/stream`);
+    const ws = new WebSocket(`${base.replace('http', 'ws')}/api/stream`, { headers });
     const messages: Array<Envelope | { type: 'snapshot'; seq: number; state: unknown }> = [];
     ws.on('message', (data) => messages.push(JSON.parse(String(data))));
     await new Promise((resolve) => ws.once('open', resolve));
 
     const res = await fetch(`${base}/api/tasks`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { ...headers, 'content-type': 'application/json' },
       body: JSON.stringify({ task: 'Rename _parseOptionsEnv to _parseOptionsFromEnv everywhere', workspace: repo, model: 'scripted' }),
     });
     expect(res.status).toBe(201);
@@ -83,7 +86,7 @@ describe('a task from POST /api/tasks to a committed session', () => {
     expect(task.diff!.map((c) => `${c.kind} ${c.path}`)).toEqual(['added NOTES.md', 'modified lib/command.js']);
     expect(task.diff!.find((c) => c.path === 'lib/command.js')!.unified).toContain('+    this._parseOptionsFromEnv');
 
-    const commit = await fetch(`${base}/api/sessions/${task.sessionId}/commit`, { method: 'POST' });
+    const commit = await fetch(`${base}/api/sessions/${task.sessionId}/commit`, { method: 'POST', headers });
     expect(commit.status).toBe(200);
     const after = readFileSync(join(repo, 'lib/command.js'), 'utf8');
     expect(after).toContain('_parseOptionsFromEnv');
@@ -92,7 +95,7 @@ describe('a task from POST /api/tasks to a committed session', () => {
 
     // The stream: a snapshot, then contiguous envelopes whose application equals GET /api/state.
     await new Promise((resolve) => setTimeout(resolve, 100));
-    const state = (await (await fetch(`${base}/api/state`)).json()) as { seq: number; state: unknown };
+    const state = (await (await fetch(`${base}/api/state`, { headers })).json()) as { seq: number; state: unknown };
     ws.close();
     const [first, ...rest] = messages;
     expect(first).toMatchObject({ type: 'snapshot' });
@@ -109,11 +112,11 @@ describe('a task from POST /api/tasks to a committed session', () => {
   });
 
   it('answers bad input with a 4xx naming the field', async () => {
-    const res = await fetch(`${base}/api/tasks`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ workspace: repo }) });
+    const res = await fetch(`${base}/api/tasks`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify({ workspace: repo }) });
     expect(res.status).toBe(400);
     expect(((await res.json()) as { message: string }).message).toMatch(/^task:/);
     const missing = await fetch(`${base}/api/tasks`, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ task: 'x', workspace: join(repo, 'nope') }),
+      method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify({ task: 'x', workspace: join(repo, 'nope') }),
     });
     expect(missing.status).toBe(404);
     expect((await fetch(`${base}/health`)).status).toBe(200);

@@ -10,6 +10,7 @@ import { SHARED_THRESHOLD, type CallReply } from '../../kernel/mesh/index.js';
 import { buildServer } from '../../kernel/server/index.js';
 import { startScriptedServer, type ScriptedServer } from '../support/scripted-openai.js';
 import { workspace } from '../support/fixtures.js';
+import { authed } from '../support/auth.js';
 import {
   innerOutput, json, kernelCtx, outputOf, samples, scopeRows, sleep, startActorKernel, until, type GuestAttempt,
 } from './harness.js';
@@ -411,13 +412,14 @@ describe('spans and metrics', () => {
 
   it('GET /metrics counts every call by caller, target, method and outcome', async () => {
     let body = '';
+    const { headers } = authed(kernel, 'metrics');
     const count = (caller: string, target: string, outcome: string) =>
       samples(body, 'warden_mesh_call_duration_seconds_count')
         .filter((s) => s.labels['caller'] === caller && s.labels['target'] === target && s.labels['method'] === 'call' && s.labels['outcome'] === outcome)
         .reduce((n, s) => n + s.value, 0);
     // Guest calls outside tasks are counted in batches (each worker reports every second).
     await until(async () => {
-      const res = await app.inject({ method: 'GET', url: '/metrics' });
+      const res = await app.inject({ method: 'GET', url: '/metrics', headers });
       expect(res.statusCode).toBe(200);
       body = res.body;
       return count('caller-4', 'echo', 'ok') >= 250 && count('g', 'narrow', 'busy') >= 1 ? true : undefined;

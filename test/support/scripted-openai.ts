@@ -6,8 +6,14 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 /** One scripted answer: text, or tool calls (arguments as objects). */
-/** One answer of the scripted model; `hang` never answers (the request stays open until the server closes). */
-export type ScriptedTurn = { content: string } | { toolCalls: Array<{ name: string; arguments: Record<string, unknown> }> } | { hang: true };
+/**
+ * One answer of the scripted model; `hang` never answers (the request stays open until the server
+ * closes); `delayMs` answers after that many milliseconds.
+ */
+export type ScriptedTurn =
+  | { content: string; delayMs?: number }
+  | { toolCalls: Array<{ name: string; arguments: Record<string, unknown> }>; delayMs?: number }
+  | { hang: true };
 
 /** A running scripted server. */
 export interface ScriptedServer {
@@ -56,8 +62,7 @@ export async function startScriptedServer(
                 function: { name: c.name, arguments: JSON.stringify(c.arguments) },
               })),
             };
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(
+      const answer = () => res.writeHead(200, { 'content-type': 'application/json' }).end(
         JSON.stringify({
           id: `chatcmpl-${n}`,
           object: 'chat.completion',
@@ -67,6 +72,8 @@ export async function startScriptedServer(
           usage: { prompt_tokens: 10 * (n + 1), completion_tokens: 5, total_tokens: 10 * (n + 1) + 5 },
         }),
       );
+      if (turn.delayMs) setTimeout(answer, turn.delayMs);
+      else answer();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { WardenError } from '../../errors.js';
 import type { Kernel } from '../../kernel.js';
+import { admitTask } from '../limits.js';
 
 const taskBody = z
   .object({
@@ -30,7 +31,11 @@ export async function taskRoutes(app: FastifyInstance, opts: { kernel: Kernel })
   const { kernel } = opts;
   app.post('/api/tasks', async (req, reply) => {
     const body = parse(taskBody, req.body);
-    const id = kernel.submitTask({ prompt: body.task, workspace: body.workspace, ...(body.model ? { model: body.model } : {}), ...(body.maxTurns ? { maxTurns: body.maxTurns } : {}) });
+    admitTask(kernel, req);
+    const id = kernel.submitTask({
+      prompt: body.task, workspace: body.workspace, keyId: req.keyId,
+      ...(body.model ? { model: body.model } : {}), ...(body.maxTurns ? { maxTurns: body.maxTurns } : {}),
+    });
     return reply.code(201).send({ id });
   });
   app.get('/api/tasks', async () => Object.values(kernel.state.current.tasks));
