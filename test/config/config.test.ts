@@ -95,7 +95,7 @@ describe('validation names the file and the field', () => {
     const { config, warnings } = readConfig(configIn({ server: { rateLimit: { max: 5 } } }), {});
     expect(config.server).toEqual({
       auth: true, rateLimit: { max: 5, timeWindowMs: 60_000 }, bodyLimitBytes: 1_048_576, wsMaxPayloadBytes: 65_536,
-      streamsPerKey: 16, tasksPerKey: 8, shutdownGraceMs: 10_000, loginTtlMs: 604_800_000,
+      streamsPerKey: 16, tasksPerKey: 8, shutdownGraceMs: 10_000, loginTtlMs: 604_800_000, authFailuresPerMinute: 50,
     });
     expect(warnings).toEqual([]);
   });
