@@ -20,6 +20,8 @@ import { join } from 'node:path';
 import { isLoopbackAddress, registerKeysCommands, serveBanner } from './keys.js';
 import { registerAuditCommands } from './audit.js';
 import { registerConfigCommands } from './config.js';
+import { registerDevkitCommands } from './devkit.js';
+import { registerInspectCommands } from './inspect.js';
 
 const program = new Command();
 program
@@ -565,5 +567,7 @@ tool
 registerKeysCommands(program);
 registerAuditCommands(program);
 registerConfigCommands(program);
+registerDevkitCommands(program);
+registerInspectCommands(program);
 
 await program.parseAsync(process.argv);
