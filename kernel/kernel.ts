@@ -10,7 +10,7 @@ import { Engine } from './engine/index.js';
 import { WardenError, messageOf } from './errors.js';
 import { KERNEL_GRANTS, type Manifest } from './grants/index.js';
 import { effectiveGrants, type Effective } from './grants/effective.js';
-import { Mesh, type CallContext, type CallStats, type Notice, type SpanNotice } from './mesh/index.js';
+import { Mesh, type CallContext, type CallStats, type MeshComponent, type Notice, type SpanNotice } from './mesh/index.js';
 import { Metrics } from './metrics.js';
 import { SessionFs, type FileChange } from './vfs/index.js';
 import { DEFAULT_ORPHAN_DAYS, discardOrphans, recoverSessions } from './session-policy.js';
@@ -24,6 +24,7 @@ import { BUILT_COMPONENTS } from './paths.js';
 import { ComponentRegistry, type RegisteredComponent } from './registry/index.js';
 import { ApiKeys } from './auth/index.js';
 import { auditConfig } from './audit/index.js';
+import { PinReloader } from './reload.js';
 
 /** Options for {@link Kernel.start}. */
 export interface KernelOptions {
@@ -84,6 +85,8 @@ export class Kernel {
   readonly inference: Inference;
   /** API keys and web logins (`server.auth`); checks read the store, so a revocation applies at once. */
   readonly keys: ApiKeys;
+  /** Hot reload: loads, replaces and unloads pinned components as their pins change (`reload.ts`). */
+  readonly reloader: PinReloader;
   private readonly running = new Map<string, Promise<TaskState>>();
   private readonly stepCounters = new Map<string, number>();
   /** False from {@link stopAccepting} on: new work is refused with `E_SHUTTING_DOWN`. */
@@ -112,6 +115,7 @@ export class Kernel {
     );
     this.metrics = new Metrics(this.mesh);
     this.keys = new ApiKeys(store, { env, loginTtlMs: config.server.loginTtlMs, failureLimit: config.server.authFailuresPerMinute });
+    this.reloader = new PinReloader(this);
   }
 
   /**
@@ -134,6 +138,7 @@ export class Kernel {
     kernel.restore();
     kernel.applySessionPolicy();
     await kernel.loadAll();
+    kernel.reloader.start();
     return kernel;
   }
 
@@ -225,10 +230,11 @@ export class Kernel {
   }
 
   /**
-   * Load one component (pinned ones must match their sha256) and start its workers.
-   * @throws WardenError from {@link Engine.load} and {@link Mesh.add}
+   * Compile one component (a pinned one must match its sha256) and describe it for the mesh:
+   * effective grants and limits, pool, subscriptions. Starts nothing.
+   * @throws WardenError from {@link Engine.load}; `E_COMPONENT_INVALID` (subscribes without exporting `subscriber`)
    */
-  async loadComponent(component: RegisteredComponent): Promise<void> {
+  async prepareComponent(component: RegisteredComponent): Promise<MeshComponent> {
     const { manifest } = component;
     const { grants, limits } = this.effectiveFor(manifest, component.builtin);
     const compiled = await this.engine.load(component.file, { memoryMb: limits.memoryMb, ...(component.sha256 ? { expectSha256: component.sha256 } : {}) });
@@ -237,11 +243,22 @@ export class Kernel {
       throw new WardenError('E_COMPONENT_INVALID', `${manifest.name} subscribes to ${manifest.subscribe.join(', ')} but does not export warden:kernel/subscriber`);
     }
     // Built-ins are known to initialise without host calls; a third-party component may not.
-    await this.mesh.add({
+    return {
       name: manifest.name, kind: manifest.kind, compiled, grants, limits, prewarm: component.builtin,
       ...(this.config.pools[manifest.name] ? { pool: this.config.pools[manifest.name] } : {}),
       subscribe: manifest.subscribe,
-    });
+    };
+  }
+
+  /**
+   * Load one component (pinned ones must match their sha256) and start its workers.
+   * @throws WardenError from {@link Engine.load} and {@link Mesh.add}
+   */
+  async loadComponent(component: RegisteredComponent): Promise<void> {
+    const { manifest } = component;
+    const prepared = await this.prepareComponent(component);
+    const { compiled, grants, limits } = prepared;
+    await this.mesh.add(prepared);
     const workers = this.mesh.pools().find((p) => p.name === manifest.name)?.workers.length ?? 0;
     this.store.upsertComponent(manifest.name, manifest.kind, manifest.version, compiled.sha256, grants, limits);
     // The grant itself: environment variables by name only (their values may be secrets).
@@ -252,7 +269,7 @@ export class Kernel {
     this.state.update((d) => {
       d.components[manifest.name] = {
         name: manifest.name, kind: manifest.kind, version: manifest.version, sha256: compiled.sha256, workers,
-        origin: component.builtin ? 'builtin' : 'pinned', status: 'loaded',
+        origin: component.builtin ? 'builtin' : 'pinned', status: 'loaded', generation: 1,
       };
     });
   }
@@ -610,6 +627,7 @@ export class Kernel {
     const ids = Object.values(this.state.current.tasks).filter((t) => t.status === 'running' || t.status === 'queued').map((t) => t.id);
     for (const id of ids) this.interrupting.add(id);
     this.interruption.abort();
+    await this.reloader.close();
     await this.mesh.close();
     // Calls in flight end as their workers exit; bounded because a call waiting for a worker in
     // service would only give up at its deadline.
@@ -640,6 +658,7 @@ export class Kernel {
    * after a drain), fold the WAL into the database file, close the store and remove `kernel.pid`.
    */
   async close(stop?: StopRecord): Promise<void> {
+    await this.reloader.close();
     await this.mesh.close();
     this.state.flush();
     if (this.store.db.open) this.store.audit('kernel.stop', stop ? { reason: stop.reason, interrupted: stop.interrupted, graceMs: stop.graceMs } : { reason: 'closed' });

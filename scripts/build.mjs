@@ -4,13 +4,14 @@
 //   2. generated types: host types (kernel/generated) and guest types (components/types) from wit/;
 //   3. kernel: TypeScript → dist/ (tsc);
 //   4. components: each components/<name>/index.ts bundled by esbuild and componentized by
-//      componentize-qjs in sync mode → build/components/<name>.wasm (skipped when unchanged);
+//      componentize-qjs in sync mode, as `warden build` does (dist/kernel/devkit/build.js)
+//      → build/components/<name>.wasm (skipped when unchanged);
 //      a directory with no index.ts but a prebuilt <name>.wasm (a C tool) is copied as it is.
 // Usage: node scripts/build.mjs [--gen-only] [--check-gen] [--force]
 import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { execFileSync } from 'node:child_process';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -90,8 +91,8 @@ function compileKernel() {
 }
 
 async function buildComponents() {
-  const esbuild = await import('esbuild');
-  const { componentize } = await import('componentize-qjs');
+  // The bundling and componentizing of `warden build` (kernel/devkit/build.ts), compiled just before.
+  const { bundleComponent, componentizeBundle } = await import(pathToFileURL(join(root, 'dist/kernel/devkit/build.js')).href);
   const outDir = join(root, 'build/components');
   mkdirSync(outDir, { recursive: true });
   const witHash = hashFiles(walk(join(root, 'wit')));
@@ -108,17 +109,7 @@ async function buildComponents() {
       continue;
     }
     const world = `${manifest.kind}-component`;
-    const bundle = await esbuild.build({
-      entryPoints: [join(dir, 'index.ts')],
-      bundle: true,
-      write: false,
-      format: 'esm',
-      platform: 'neutral',
-      target: 'es2022',
-      external: ['warden:*', 'wasi:*'],
-      logLevel: 'silent',
-    });
-    const js = bundle.outputFiles[0].text;
+    const { js } = await bundleComponent(join(dir, 'index.ts'));
     const key = createHash('sha256').update(witHash).update(world).update(js).digest('hex');
     const wasm = join(outDir, `${name}.wasm`);
     const stamp = join(outDir, `${name}.stamp`);
@@ -127,9 +118,7 @@ async function buildComponents() {
       continue;
     }
     const t = Date.now();
-    const jsPath = join(outDir, `${name}.js`);
-    writeFileSync(jsPath, js);
-    const { component } = await componentize({ witPath: join(root, 'wit'), jsSource: js, jsPath, world, sync: true });
+    const component = await componentizeBundle(js, join(root, 'wit'), world);
     writeFileSync(wasm, component);
     writeFileSync(stamp, key);
     step(`${name}: ${(component.length / 2 ** 20).toFixed(2)} MiB in ${Date.now() - t} ms`);

@@ -3,7 +3,7 @@
  * content hash), caps the memory of its core modules and compiles each of them once. The
  * compiled `WebAssembly.Module`s are handed to workers; no component runs on the main thread.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -178,7 +178,7 @@ export class Engine {
       throw new WardenError('E_COMPONENT_INVALID', `not a valid WebAssembly component: ${messageOf(cause).split('\n')[0]}`, { cause });
     }
     // Write into a temporary directory and rename it into place: a crash never leaves half a cache entry.
-    const tmp = `${dir}.tmp-${process.pid}-${Date.now()}`;
+    const tmp = `${dir}.tmp-${process.pid}-${randomUUID().slice(0, 8)}`;
     await mkdir(tmp, { recursive: true });
     const coreFiles: string[] = [];
     for (const [name, content] of Object.entries(result.files)) {
@@ -194,12 +194,27 @@ export class Engine {
       coreFiles,
     };
     await writeFile(join(tmp, 'meta.json'), JSON.stringify(meta));
-    await rm(dir, { recursive: true, force: true });
-    await mkdir(this.cacheDir, { recursive: true });
-    await rename(tmp, dir).catch(async (cause) => {
-      await rm(tmp, { recursive: true, force: true });
-      if (!existsSync(metaPath)) throw cause; // another process won the race: use its entry
-    });
+    // Kernels of several processes may share a cache (tests, `warden/testing`): never remove a
+    // complete entry another process may be reading. A rename onto an existing directory fails;
+    // then an entry of this format is used as it is, and only one of an older format is replaced.
+    try {
+      await rename(tmp, dir);
+    } catch (cause) {
+      const existing = existsSync(metaPath) ? (JSON.parse(await readFile(metaPath, 'utf8')) as CacheMeta) : null;
+      if (existing?.format === CACHE_FORMAT) {
+        await rm(tmp, { recursive: true, force: true });
+        return existing;
+      }
+      if (!existsSync(dir)) {
+        await rm(tmp, { recursive: true, force: true });
+        throw cause;
+      }
+      await rm(dir, { recursive: true, force: true });
+      await rename(tmp, dir).catch(async (again) => {
+        await rm(tmp, { recursive: true, force: true });
+        if (!existsSync(metaPath)) throw again; // another process won the race: use its entry
+      });
+    }
     return meta;
   }
 

@@ -10,6 +10,7 @@
  * | `PRESSURE`      | 1 once a caller found no idle worker with a ready instance (grow signal) |
  * | `BOUND`         | the target's queue bound: calls queued or running, all workers together  |
  * | `HIGH`          | one past the highest slot ever opened (callers scan slots below it)      |
+ * | `RETIRED`       | 1 once the target was replaced by a new version or removed (see below)   |
  * | slot `LOAD`     | calls queued or running on the slot's worker; −1 = no worker (empty, dead, retired) |
  * | slot `READY`    | fresh instances the worker holds ready (long-lived workers: 1 when idle) |
  * | slot `SERVED`   | calls served since the worker started (idle detection)                  |
@@ -25,6 +26,13 @@
  * swapping its load to −1: from 0 only when retiring an idle worker, unconditionally when a
  * worker died. The bound is checked against the sum of the loads read just before the claim,
  * so concurrent callers on different threads can exceed it by at most one call each.
+ *
+ * A hot reload gives the target a new board and marks the old one `RETIRED`. A caller checks
+ * the mark before it claims and whenever it finds no worker: a retired board sends it back to
+ * the main thread for the current one. Calls claimed on the old board before its slots were
+ * retired (the same compare-and-swap on `LOAD`) are served by the old workers, which stop only
+ * once their load is 0 — so a call is either admitted on the old version and finishes there,
+ * or finds the board retired and goes to the new version; none is lost in between.
  */
 
 /** Most workers one target can have. */
@@ -33,6 +41,8 @@ const PRESSURE = 0;
 const BOUND = 1;
 /** One past the highest slot ever opened: callers scan only that far. */
 const HIGH = 2;
+/** 1 once the board's target was replaced or removed: callers ask the main thread again. */
+const RETIRED = 3;
 const HEADER = 4;
 const STRIDE = 4;
 const LOAD = 0;
@@ -135,6 +145,16 @@ export class Board {
    */
   raisePressure(): boolean {
     return Atomics.compareExchange(this.words, PRESSURE, 0, 1) === 0;
+  }
+
+  /** Whether the target was replaced by a new version or removed (callers reconnect). */
+  get retired(): boolean {
+    return Atomics.load(this.words, RETIRED) === 1;
+  }
+
+  /** Main thread: the target was replaced or removed; set before its slots are retired. */
+  markRetired(): void {
+    Atomics.store(this.words, RETIRED, 1);
   }
 
   /** Lower the grow signal (main thread, after acting on it). */

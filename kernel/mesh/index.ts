@@ -6,6 +6,11 @@
  * direct MessagePorts; after that, caller workers pick a worker and admit their calls through
  * the board and talk to it directly — the main thread is off the path of guest-to-guest calls.
  * Callers always get an answer: a result or an error, never a hang.
+ *
+ * A component can be replaced by a new version while it serves (`replace`, the kernel's hot
+ * reload) or removed (`remove`) without failing a call: the old version's board is marked
+ * retired, new calls go to the current version (or get `E_MESH_UNKNOWN_TARGET`), and calls
+ * already admitted finish on the old workers, each stopped once idle (see `board.ts`).
  */
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { WardenError } from '../errors.js';
@@ -105,6 +110,8 @@ interface WorkerSlot {
 }
 
 interface Target {
+  /** Unique in the mesh: tells this version of a component from a replaced one (`peer-add`). */
+  id: number;
   component: MeshComponent;
   pool: PoolSettings;
   board: Board;
@@ -116,6 +123,11 @@ interface Target {
   idle: Map<number, { served: number; since: number }>;
   /** Resolvers waiting for a worker of this target to come into service. */
   waiters: Array<() => void>;
+  /** Replaced by a new version or removed: admits no new call, each worker stops once idle. */
+  retiring: boolean;
+  /** Resolves when every worker of a retiring target has stopped. */
+  drained: Promise<void>;
+  markDrained: () => void;
 }
 
 /** A snapshot of one target's pool, for the state document, metrics and tests. */
@@ -133,6 +145,11 @@ export class Mesh {
   private readonly byId = new Map<number, WorkerSlot>();
   private nextWorkerId = 1;
   private nextCallId = 1;
+  private nextTargetId = 1;
+  /** Replaced or removed targets whose workers still finish the calls admitted before. */
+  private readonly draining = new Set<Target>();
+  /** New versions `replace` is starting (not routed to yet; `close` stops them too). */
+  private readonly starting = new Set<Target>();
   private closing = false;
   private readonly timer: NodeJS.Timeout;
   /** Publish-subscribe between components (at-least-once, in order per topic). */
@@ -163,34 +180,123 @@ export class Mesh {
    * @throws WardenError `E_COMPONENT_INVALID` when instantiation fails (the message says why)
    */
   async add(component: MeshComponent): Promise<void> {
+    const target = this.createTarget(component);
+    this.targets.set(component.name, target);
+    try {
+      await this.startWorkers(target);
+    } catch (err) {
+      if (this.targets.get(component.name) === target) this.targets.delete(component.name);
+      throw err;
+    }
+    if (component.subscribe?.length) this.topics.subscribe(component.name, component.subscribe);
+  }
+
+  /**
+   * Replace a registered component by a new version while it serves, failing no call. The new
+   * version's `min` workers start first; when they fail, the old version keeps serving. Then, in
+   * one synchronous step, the name routes to the new version and the old board is marked
+   * retired: new calls from the kernel go to the new version at once, caller workers (which
+   * cache boards and ports) see the mark at their next call and ask for the new board, and calls
+   * admitted on the old board before finish on the old workers, each stopped once idle.
+   * Registers `component` when its name is unknown.
+   * @throws WardenError `E_COMPONENT_INVALID` when the new version fails to instantiate, or when
+   *   the name was replaced or removed meanwhile (the mesh is then unchanged)
+   */
+  async replace(component: MeshComponent): Promise<void> {
+    const name = component.name;
+    const old = this.targets.get(name);
+    if (!old) return this.add(component);
+    const next = this.createTarget(component);
+    this.starting.add(next);
+    try {
+      await this.startWorkers(next);
+    } finally {
+      this.starting.delete(next);
+    }
+    if (this.closing || this.targets.get(name) !== old) {
+      for (const slot of next.slots.values()) void this.stopWorker(slot);
+      throw new WardenError('E_COMPONENT_INVALID', `${name} was replaced or removed while its new version started; the new version was stopped`);
+    }
+    this.targets.set(name, next);
+    this.described.delete(name);
+    // Same patterns: the subscription and its queued events stay, delivered to the new version.
+    const patterns = component.subscribe ?? [];
+    if ((old.component.subscribe ?? []).join('\0') !== patterns.join('\0')) {
+      this.topics.unsubscribe(name);
+      if (patterns.length) this.topics.subscribe(name, patterns);
+    }
+    this.retire(old);
+    this.poolChanged(next);
+  }
+
+  /**
+   * Forget a component: new calls get `E_MESH_UNKNOWN_TARGET` at once, calls already admitted
+   * finish on its workers, each stopped once idle. Resolves when all of them have stopped.
+   */
+  async remove(name: string): Promise<void> {
+    const target = this.targets.get(name);
+    if (!target) return;
+    this.targets.delete(name);
+    this.described.delete(name);
+    this.topics.unsubscribe(name);
+    this.retire(target);
+    await target.drained;
+  }
+
+  private createTarget(component: MeshComponent): Target {
     const base = component.kind === 'tool' ? DEFAULT_TOOL_POOL : LONG_LIVED_POOL;
     const pool = { ...base, ...component.pool };
     pool.max = Math.min(MAX_SLOTS, Math.max(pool.min, pool.max));
-    const target: Target = {
-      component, pool, board: Board.create(pool.queue), slots: new Map(), callers: new Set(), growing: false, idle: new Map(), waiters: [],
+    let markDrained!: () => void;
+    const drained = new Promise<void>((resolve) => {
+      markDrained = resolve;
+    });
+    return {
+      id: this.nextTargetId++, component, pool, board: Board.create(pool.queue), slots: new Map(), callers: new Set(), growing: false,
+      idle: new Map(), waiters: [], retiring: false, drained, markDrained,
     };
-    this.targets.set(component.name, target);
-    const started = Array.from({ length: pool.min }, (_, i) => this.spawn(target, i));
+  }
+
+  /** Start `target`'s `min` workers and wait until they instantiated it; on failure stop them. */
+  private async startWorkers(target: Target): Promise<void> {
+    const started = Array.from({ length: target.pool.min }, (_, i) => this.spawn(target, i));
     try {
       await Promise.all(started.map((s) => s.ready));
     } catch (err) {
-      this.targets.delete(component.name);
       for (const slot of started) {
         slot.retired = true;
         void slot.worker.terminate();
       }
       throw err;
     }
-    if (component.subscribe?.length) this.topics.subscribe(component.name, component.subscribe);
   }
 
-  /** Stop a component's workers and forget it (calls in flight end with `E_MESH_FAILED`). */
-  async remove(name: string): Promise<void> {
-    const target = this.targets.get(name);
-    if (!target) return;
-    this.targets.delete(name);
-    this.topics.unsubscribe(name);
-    await Promise.all([...target.slots.values()].map((slot) => this.stopWorker(slot)));
+  /**
+   * Take a replaced or removed target out of routing (it is no longer in `targets`): mark its
+   * board retired, wake its callers and the kernel's calls waiting for one of its workers so they
+   * look again (and find the current version), then stop each worker once it is idle.
+   */
+  private retire(target: Target): void {
+    target.retiring = true;
+    target.board.markRetired();
+    for (const caller of target.callers) if (!caller.dead) notify(caller.signal);
+    for (const wake of target.waiters.splice(0)) wake();
+    this.draining.add(target);
+    this.drainStep(target);
+  }
+
+  /**
+   * Stop the workers of a retiring target that hold no call (run at retirement, when one of its
+   * workers exits, and on every watchdog tick); forget the target when none is left. A slot is
+   * taken with the board's compare-and-swap from load 0, so a call a caller admits at the same
+   * instant keeps its worker; a kernel call is also waited for until its reply was read here.
+   */
+  private drainStep(target: Target): void {
+    for (const slot of target.slots.values()) {
+      if (slot.dead || slot.retired || slot.pending.size > 0) continue;
+      if (!slot.open || target.board.retire(slot.index)) void this.stopWorker(slot);
+    }
+    if (target.slots.size === 0 && this.draining.delete(target)) target.markDrained();
   }
 
   /** Pool state of every target. */
@@ -203,6 +309,11 @@ export class Mesh {
         workerId: s.id, slot: s.index, load: t.board.load(s.index), ready: t.board.ready(s.index), served: t.board.served(s.index),
       })),
     }));
+  }
+
+  /** Replaced or removed versions whose workers still finish calls admitted before: name and workers left. */
+  retiring(): Array<{ name: string; workers: number }> {
+    return [...this.draining].map((t) => ({ name: t.component.name, workers: t.slots.size }));
   }
 
   /**
@@ -271,7 +382,11 @@ export class Mesh {
       markFailed(new WardenError('E_COMPONENT_INVALID', `${component.name} worker failed: ${err.message}`, { cause: err }));
       this.services.notice({ type: 'notice', op: 'log', component: component.name, body: { level: 'error', message: `worker error: ${err.message}` } });
     });
-    worker.on('exit', () => this.onExit(slot));
+    worker.on('exit', () => {
+      // A worker that exits before it is ready (stopped meanwhile, or crashed) fails its start.
+      markFailed(new WardenError('E_COMPONENT_INVALID', `${component.name} worker exited before it was ready`));
+      this.onExit(slot);
+    });
     return slot;
   }
 
@@ -283,12 +398,14 @@ export class Mesh {
   private putInService(slot: WorkerSlot): void {
     if (slot.dead || slot.retired) return;
     const target = slot.target;
+    // A replacement that came up after its version was replaced serves nobody.
+    if (target.retiring) return void this.stopWorker(slot);
     const woken: WorkerSlot[] = [];
     for (const caller of target.callers) {
       if (caller.dead) continue;
       const { port1, port2 } = new MessageChannel();
       slot.control.postMessage({ type: 'attach', port: port2 }, [port2]);
-      caller.control.postMessage({ type: 'peer-add', target: target.component.name, slot: slot.index, workerId: slot.id, port: port1 }, [port1]);
+      caller.control.postMessage({ type: 'peer-add', target: target.component.name, targetId: target.id, slot: slot.index, workerId: slot.id, port: port1 }, [port1]);
       woken.push(caller);
     }
     slot.open = true;
@@ -302,6 +419,8 @@ export class Mesh {
   /** Tell the kernel how many workers a target has in service. */
   private poolChanged(target: Target): void {
     if (!target.growing) target.board.clearPressure();
+    // Only the version in service speaks for the component; a replaced one drains quietly.
+    if (this.targets.get(target.component.name) !== target) return;
     const workers = [...target.slots.values()].filter((s) => s.open).length;
     this.services.notice({ type: 'notice', op: 'pool', component: target.component.name, body: { workers } });
   }
@@ -321,10 +440,13 @@ export class Mesh {
     for (const connected of slot.connections) connected.callers.delete(slot);
     if (target.slots.get(slot.index) === slot) target.slots.delete(slot.index);
     if (!this.closing) this.poolChanged(target);
+    if (target.retiring && !this.closing) return this.drainStep(target);
     if (this.closing || slot.retired || this.targets.get(target.component.name) !== target) return;
     // Replaced in the same slot; callers skip the slot until the new worker is in service.
     const replacement = this.spawn(target, slot.index);
     replacement.ready.catch((err: Error) => {
+      // Stopped on purpose before it was ready (its version was replaced meanwhile): nothing failed.
+      if (replacement.retired) return;
       this.services.notice({ type: 'notice', op: 'log', component: target.component.name, body: { level: 'error', message: `replacement worker failed: ${err.message}` } });
     });
   }
@@ -384,7 +506,8 @@ export class Mesh {
    */
   private watch(): void {
     const now = Date.now();
-    for (const target of this.targets.values()) {
+    for (const target of this.draining) this.drainStep(target);
+    for (const target of [...this.targets.values(), ...this.draining]) {
       for (const slot of target.slots.values()) {
         const deadline = target.board.deadline(slot.index);
         if (!slot.open || deadline === 0 || now <= deadline + WATCH_GRACE_MS) continue;
@@ -476,7 +599,7 @@ export class Mesh {
       slot.control.postMessage({ type: 'attach', port: port2 }, [port2]);
       peers.push({ slot: slot.index, workerId: slot.id, port: port1 });
     }
-    return { board: target.board.buffer, timeoutMs: target.component.limits.timeoutMs, peers };
+    return { targetId: target.id, board: target.board.buffer, timeoutMs: target.component.limits.timeoutMs, peers };
   }
 
   private readonly described = new Map<string, { name: string; description: string; inputSchema: string }>();
@@ -547,7 +670,9 @@ export class Mesh {
           resolve(true);
         });
       });
-      if (!woke || this.targets.get(name) !== target) {
+      // Replaced or removed while waiting: ask again (the new version, or `unknown-target`).
+      if (this.targets.get(name) !== target) return this.dispatch(name, method, payload, ctx);
+      if (!woke) {
         return { type: 'reply', id, ok: false, error: { tag: 'timeout', message: `E_LIMIT_TIME: ${name} had no worker in service within ${Date.now() - start} ms` } };
       }
     }
@@ -573,8 +698,10 @@ export class Mesh {
     this.closing = true;
     clearInterval(this.timer);
     this.topics.close();
-    const all = [...this.targets.values()].flatMap((t) => [...t.slots.values()]);
+    const targets = [...this.targets.values(), ...this.draining, ...this.starting];
     this.targets.clear();
-    await Promise.all(all.map((s) => s.worker.terminate()));
+    this.draining.clear();
+    await Promise.all(targets.flatMap((t) => [...t.slots.values()]).map((s) => s.worker.terminate()));
+    for (const target of targets) target.markDrained();
   }
 }

@@ -59,9 +59,17 @@ export interface CallRequest {
 }
 
 /** The answer to a {@link CallRequest}. */
-export type CallReply =
+export type CallReply = (
   | { type: 'reply'; id: number; ok: true; payload: Payload; exitCode?: number; wire?: Wire }
-  | { type: 'reply'; id: number; ok: false; error: { tag: MeshErrorTag; message: string }; exitCode?: number; trapped?: boolean };
+  | { type: 'reply'; id: number; ok: false; error: { tag: MeshErrorTag; message: string }; exitCode?: number; trapped?: boolean }
+) & {
+  /**
+   * Linear memory of the instance that served the call when it ended, bytes (all its core
+   * memories; memory only grows, so this is the call's high-water mark). Absent when no
+   * instance was reached (the call failed before, or the worker died).
+   */
+  memoryBytes?: number;
+};
 
 /** A synchronous request from a worker to a host service on the main thread. */
 export interface HostRequest {
@@ -98,6 +106,11 @@ export interface CallStats {
 
 /** What a caller worker learns when it first calls a target: the board and a port per live worker. */
 export interface Connection {
+  /**
+   * Which version of the target this is (unique in the mesh): `peer-add` messages carry it, so a
+   * port to a worker of a replaced version never lands among the current version's ports.
+   */
+  targetId: number;
   board: SharedArrayBuffer;
   timeoutMs: number;
   peers: Array<{ slot: number; workerId: number; port: MessagePort }>;

@@ -14,7 +14,7 @@ import { httpImports, type OutboundRequest, type OutboundResponse } from '../was
 import { checkOutbound } from '../http/outbound.js';
 import { ScopedSql, ScopedSqlError, type SqlValue } from '../store/scoped-sql.js';
 import { blockUntil, notify } from './sync.js';
-import { Board, busyMessage } from './board.js';
+import { Board, busyMessage, type Claim } from './board.js';
 import { preview } from './protocol.js';
 import type { CallContext, CallReply, CallRequest, CallStats, Connection, HostReply, MeshErrorTag, Notice, Payload, SpanNotice, Wire, WorkerInit } from './protocol.js';
 import { join } from 'node:path';
@@ -32,6 +32,8 @@ let ctx: CallContext | null = null;
 const board = new Board(init.board);
 /** Targets this worker has called: their board and a direct port per worker in service. */
 interface Peer {
+  /** Which version of the target (see `Connection.targetId`). */
+  targetId: number;
   board: Board;
   timeoutMs: number;
   ports: Map<number, { port: MessagePort; workerId: number }>;
@@ -40,6 +42,8 @@ const peers = new Map<string, Peer>();
 /** The grants object last sent on each peer port. */
 const grantsSent = new WeakMap<MessagePort, Grants>();
 const deadPeers = new Set<number>();
+/** Replies found on a peer's port when it was closed on news of the peer's stop, by call id. */
+const lateReplies = new Map<number, CallReply>();
 const hostReplies = new Map<number, HostReply>();
 const deferred: Array<{ request: CallRequest; reply: (r: CallReply) => void }> = [];
 let busy = false;
@@ -72,12 +76,17 @@ function onControl(message: any): void {
       for (const [slot, p] of peer.ports) {
         if (p.workerId !== message.workerId) continue;
         peer.ports.delete(slot);
+        // A worker stopped right after it answered (an idle one retired by a reload or a shrink)
+        // posted its reply first; it may still be queued on the port being closed.
+        let queued;
+        while ((queued = receiveMessageOnPort(p.port))) lateReplies.set((queued.message as CallReply).id, queued.message as CallReply);
         p.port.close();
       }
     }
   } else if (message.type === 'peer-add') {
     const peer = peers.get(message.target);
-    if (!peer) message.port.close();
+    // A worker of a version this worker no longer calls (replaced, or not connected yet).
+    if (!peer || peer.targetId !== message.targetId) message.port.close();
     else {
       peer.ports.get(message.slot)?.port.close();
       peer.ports.set(message.slot, { port: message.port, workerId: message.workerId });
@@ -148,10 +157,50 @@ function connect(target: string): Peer {
   const reply = host('mesh.connect', { target });
   if (!reply.ok) throw reply.error;
   const connection = reply.value as Connection;
-  const peer: Peer = { board: new Board(connection.board), timeoutMs: connection.timeoutMs, ports: new Map() };
+  const peer: Peer = { targetId: connection.targetId, board: new Board(connection.board), timeoutMs: connection.timeoutMs, ports: new Map() };
   for (const p of connection.peers) peer.ports.set(p.slot, { port: p.port, workerId: p.workerId });
   peers.set(target, peer);
   return peer;
+}
+
+/** Drop the cached connection to `target` (its version was replaced or removed). */
+function forget(target: string): void {
+  const peer = peers.get(target);
+  if (!peer) return;
+  peers.delete(target);
+  for (const { port } of peer.ports.values()) port.close();
+}
+
+/**
+ * Admit a call on `target`'s board and pick the worker, waiting (until `deadline`) while every
+ * worker is being replaced. A retired board means the target was hot-reloaded or removed since
+ * this worker connected: it asks the main thread again, getting the new version's board and
+ * ports (or `unknown-target`). The mark is checked before each claim and whenever no worker is
+ * found, and a claim on the old board either succeeds before its slots are retired (the call
+ * then finishes on the old version) or finds nothing: no call falls between the two versions.
+ * @throws a WIT mesh-error value when reconnecting fails
+ */
+function admit(target: string, peer: Peer, deadline: number): { peer: Peer; claim: Claim } {
+  for (;;) {
+    pumpControl();
+    if (peer.board.retired) {
+      forget(target);
+      peer = connect(target);
+      continue;
+    }
+    const current = peer;
+    const usable = (slot: number, workerId: number) => current.ports.get(slot)?.workerId === workerId;
+    const claim = current.board.claim(usable);
+    if (!('none' in claim)) return { peer, claim };
+    const again = blockUntil<Claim | 'retired'>(signal, deadline, () => {
+      pumpControl();
+      if (current.board.retired) return 'retired';
+      const next = current.board.claim(usable);
+      return 'none' in next ? undefined : next;
+    });
+    if (again === 'retired') continue;
+    return { peer, claim: again ?? claim };
+  }
 }
 
 /**
@@ -210,17 +259,12 @@ function meshCall(target: string, method: string, payload: Payload): Payload {
     return fail(e.tag ?? 'failed', String(e.val ?? err));
   }
   const deadline = Math.min(c.deadline, Date.now() + peer.timeoutMs);
-  // Admit the call on the target's board and pick the worker; wait (within the deadline) while
-  // every worker is being replaced.
-  pumpControl();
-  const usable = (slot: number, workerId: number) => peer.ports.get(slot)?.workerId === workerId;
-  let claim = peer.board.claim(usable);
-  if ('none' in claim) {
-    claim = blockUntil(signal, deadline, () => {
-      pumpControl();
-      const again = peer.board.claim(usable);
-      return 'none' in again ? undefined : again;
-    }) ?? claim;
+  let claim: Claim;
+  try {
+    ({ peer, claim } = admit(target, peer, deadline));
+  } catch (err) {
+    const e = err as { tag?: MeshErrorTag; val?: string };
+    return fail(e.tag ?? 'failed', String(e.val ?? err));
   }
   if ('busy' in claim) fail('busy', busyMessage(target, claim.busy));
   if ('none' in claim) fail('timeout', `E_LIMIT_TIME: ${target} had no worker in service before the deadline`);
@@ -241,8 +285,11 @@ function meshCall(target: string, method: string, payload: Payload): Payload {
       if ((received.message as CallReply).id === id) return received.message as CallReply;
     }
     pumpControl();
+    const late = lateReplies.get(id);
+    if (late) return late;
     return deadPeers.has(workerId) ? 'gone' : undefined;
   });
+  lateReplies.clear();
   if (reply === undefined) {
     // The stopped callee may still be reading the request: later requests go to a new region.
     requestRegion.bytes = null;
@@ -468,6 +515,8 @@ const spares: Instance[] = [];
 const keepsSpares = init.fresh && init.prewarm && init.spares > 0;
 /** The instance serving the current call. */
 let serving: Instance | null = null;
+/** Linear memory of the instance that served the last call, bytes (set as the call ends). */
+let served: number | undefined;
 
 /** What the board shows as ready: instances a call can start on without instantiating. */
 function readyCount(): number {
@@ -559,7 +608,18 @@ function attenuated(callerGrants: Grants): Grants {
   return lastAttenuated;
 }
 
+/** The call's reply with the serving instance's linear memory size (see `CallReply.memoryBytes`). */
 function serve(request: CallRequest): CallReply {
+  served = undefined;
+  const reply = serveCall(request);
+  return served === undefined ? reply : { ...reply, memoryBytes: served };
+}
+
+function memoryOf(inst: Instance | null): number | undefined {
+  return inst ? inst.memories.reduce((sum, m) => sum + m.buffer.byteLength, 0) : undefined;
+}
+
+function serveCall(request: CallRequest): CallReply {
   const chain = [...request.ctx.chain, init.name];
   ctx = { ...request.ctx, chain, grants: attenuated(request.ctx.grants) };
   outputBytes = 0;
@@ -592,6 +652,7 @@ function serve(request: CallRequest): CallReply {
     }
     return { type: 'reply', id: request.id, ok: false, error: { tag: e?.meshTag ?? 'failed', message }, trapped, ...(trapped && init.kind === 'command' ? { exitCode: 125 } : {}) };
   } finally {
+    served = memoryOf(serving);
     ctx = null;
     serving = null;
     // A trapped instance is unusable; a fresh instance served its one call and is dropped.

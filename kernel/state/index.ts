@@ -92,6 +92,12 @@ export interface ComponentState {
   /** `loaded`, or `refused` with the reason (changed bytes, unknown imports, …). */
   status: 'loaded' | 'refused';
   reason?: string;
+  /** Which version of the component this is: 1 as loaded at start, +1 per hot reload (pinned components only). */
+  generation?: number;
+  /** When the last hot reload put this version in service, ms since the epoch. */
+  reloadedAt?: number;
+  /** Why the last hot reload failed (the version shown keeps serving); gone after a successful one. */
+  reloadError?: string;
 }
 
 /** How many envelopes the log retains; older `since` values get a snapshot. */
