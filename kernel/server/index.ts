@@ -14,6 +14,7 @@ import { statusFor } from './errors.js';
 import { taskRoutes } from './routes/tasks.js';
 import { streamRoutes } from './routes/stream.js';
 import { configRoutes } from './routes/config.js';
+import { componentRoutes } from './routes/components.js';
 import { registerAuth } from './auth.js';
 import { registerLimits } from './limits.js';
 
@@ -66,6 +67,7 @@ export async function buildServer(kernel: Kernel, options: { logger?: boolean } 
   await app.register(streamRoutes, { kernel });
   await app.register(taskRoutes, { kernel });
   await app.register(configRoutes, { kernel });
+  await app.register(componentRoutes, { kernel });
   await app.register(fastifyStatic, { root: join(PACKAGE_ROOT, 'web'), prefix: '/' });
   await app.register(fastifyStatic, {
     root: join(PACKAGE_ROOT, 'node_modules/fast-json-patch'),

@@ -117,6 +117,9 @@ const ROUTES: Array<{ method: string; path: string; json?: boolean }> = [
   { method: 'GET', path: '/login' },
   { method: 'GET', path: '/metrics' },
   { method: 'GET', path: '/api/stream' },
+  { method: 'GET', path: '/api/components' },
+  { method: 'POST', path: '/api/components/read-file/call', json: true },
+  { method: 'POST', path: '/api/components/no-such-tool/call', json: true },
 ];
 
 const deep = (n: number) => '['.repeat(n) + ']'.repeat(n);

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { WardenError } from '../../errors.js';
 import type { Kernel } from '../../kernel.js';
+import { parse } from '../parse.js';
 import { admitTask } from '../limits.js';
 
 const taskBody = z
@@ -14,14 +15,6 @@ const taskBody = z
   })
   .strict();
 
-function parse<T>(schema: z.ZodType<T>, value: unknown): T {
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new WardenError('E_BAD_INPUT', `${issue.path.join('.') || 'body'}: ${issue.message}`);
-  }
-  return parsed.data;
-}
 
 const sessionId = z.object({ id: z.string().regex(/^s-[0-9a-f]{8}$/, 'not a session id') });
 const taskId = z.object({ id: z.string().regex(/^t-[0-9a-f]{8}$/, 'not a task id') });
