@@ -87,6 +87,20 @@ export interface ComponentUnderTest {
  */
 const SHARED_TRANSPILE_CACHE = join(BUILT_COMPONENTS, '..', 'transpile-cache');
 
+/**
+ * Point `dataDir`'s transpile cache at the one temporary data directories share, so the
+ * built-ins are not transpiled again on every run (entries are by content hash, written
+ * atomically; see Engine). A read-only installation only makes the run slower.
+ */
+export function shareTranspileCache(dataDir: string): void {
+  try {
+    mkdirSync(SHARED_TRANSPILE_CACHE, { recursive: true });
+    symlinkSync(SHARED_TRANSPILE_CACHE, join(dataDir, 'cache'), 'dir');
+  } catch {
+    // The kernel makes its own cache in the data directory.
+  }
+}
+
 function pathOf(value: string | URL): string {
   return value instanceof URL || value.startsWith('file:') ? fileURLToPath(value) : resolve(value);
 }
@@ -136,11 +150,7 @@ function payloadOf(input: unknown): Payload {
 export async function startKernelWith(options: StartOptions): Promise<ComponentUnderTest> {
   const dataDir = options.dataDir ? resolve(options.dataDir) : mkdtempSync(join(tmpdir(), 'warden-test-'));
   mkdirSync(dataDir, { recursive: true });
-  if (!options.dataDir) {
-    // Transpiling the built-ins takes seconds; entries are by content hash, so runs can share them.
-    mkdirSync(SHARED_TRANSPILE_CACHE, { recursive: true });
-    symlinkSync(SHARED_TRANSPILE_CACHE, join(dataDir, 'cache'), 'dir');
-  }
+  if (!options.dataDir) shareTranspileCache(dataDir);
   const temporaries: string[] = options.dataDir ? [] : [dataDir];
   const cleanUp = () => {
     for (const dir of temporaries) rmSync(dir, { recursive: true, force: true });

@@ -12,7 +12,7 @@
  * memory a component starts with is read from its core modules ({@link inspectComponent}) and the
  * cap is `limits.memoryMb` per core memory.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
@@ -23,7 +23,7 @@ import type { Kernel } from '../kernel.js';
 import type { CallContext, CallReply } from '../mesh/index.js';
 import { BUILT_COMPONENTS } from '../paths.js';
 import { builtinManifests } from '../registry/index.js';
-import { startKernelWith, type ComponentUnderTest } from '../testing.js';
+import { shareTranspileCache, startKernelWith, type ComponentUnderTest } from '../testing.js';
 import { inspectComponent, type Inspection } from './inspect.js';
 import { exampleInputs, malformedInputs, type JsonSchema } from './conformance-inputs.js';
 
@@ -160,21 +160,6 @@ function writeConfig(dataDir: string, name: string, manifest: Manifest, timeoutM
   const pools = Object.fromEntries([...builtinManifests().map((m) => m.name), name].map((n) => [n, { min: 1, spares: 0 }]));
   const grant = { ...requests, env: Object.fromEntries(env.map((key) => [key, `$${key}`])), ...(timeoutMs ? { limits: { timeoutMs } } : {}) };
   writeFileSync(join(dataDir, 'warden.config.json'), JSON.stringify({ grants: { [name]: grant }, pools }, null, 2));
-}
-
-/**
- * Point the data directory's transpile cache at the one `warden/testing` shares between its
- * temporary data directories (this checkout's `build/transpile-cache`), so the built-ins are not
- * transpiled again on every run. Entries are by content hash and written atomically.
- */
-function shareTranspileCache(dataDir: string): void {
-  const shared = join(BUILT_COMPONENTS, '..', 'transpile-cache');
-  try {
-    mkdirSync(shared, { recursive: true });
-    symlinkSync(shared, join(dataDir, 'cache'), 'dir');
-  } catch {
-    // A read-only installation: only slower, the kernel makes its own cache in the data directory.
-  }
 }
 
 /** What the checks need to call the component. */

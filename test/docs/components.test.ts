@@ -32,12 +32,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { PACKAGE_ROOT } from '../../kernel/paths.js';
 import { parseManifest } from '../../kernel/grants/index.js';
 import { tempDir } from '../support/fixtures.js';
+import { freePort } from '../support/net.js';
 
 const GUIDE = join(PACKAGE_ROOT, 'docs/components.md');
 
@@ -120,14 +120,6 @@ function rustToolchain(): { ok: boolean; reason: string } {
 }
 
 // ---- the reader's shell ----------------------------------------------------------------------
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** A line of an output block as a pattern: literal text, `…` matching anything on the line. */
 function linePattern(line: string): RegExp {

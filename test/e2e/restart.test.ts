@@ -4,7 +4,6 @@
 // `warden migrate`, `warden backup`, `warden restore`.
 import { afterAll, describe, expect, it } from 'vitest';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -16,6 +15,7 @@ import { PACKAGE_ROOT } from '../../kernel/paths.js';
 import { startScriptedServer, type ScriptedServer, type ScriptedTurn } from '../support/scripted-openai.js';
 import { tempDir, workspace } from '../support/fixtures.js';
 import { envKey } from '../support/auth.js';
+import { freePort, until } from '../support/net.js';
 
 const run = promisify(execFile);
 const warden = join(PACKAGE_ROOT, 'bin/warden.js');
@@ -27,24 +27,6 @@ function cli(args: string[], env: Record<string, string> = {}) {
     (r) => ({ code: 0, ...r }),
     (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
   );
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-async function until<T>(probe: () => Promise<T | undefined> | T | undefined, ms: number, what: string): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /** The model: the task whose prompt says "interrupt" writes a file, then hangs until the restart. */

@@ -4,7 +4,7 @@
 // store and the audit log, and exits 0. A second signal cuts the grace short.
 import { afterAll, describe, expect, it } from 'vitest';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { existsSync, statSync, writeFileSync } from 'node:fs';
@@ -19,6 +19,7 @@ import type { Envelope, KernelState } from '../../kernel/state/index.js';
 import { PACKAGE_ROOT } from '../../kernel/paths.js';
 import { startScriptedServer, type ScriptedServer, type ScriptedTurn } from '../support/scripted-openai.js';
 import { tempDir, workspace } from '../support/fixtures.js';
+import { freePort, until } from '../support/net.js';
 
 const run = promisify(execFile);
 const warden = join(PACKAGE_ROOT, 'bin/warden.js');
@@ -32,24 +33,6 @@ afterAll(async () => {
   for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   await Promise.all(servers.map((s) => s.close()));
 });
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-async function until<T>(probe: () => Promise<T | undefined> | T | undefined, ms: number, what: string): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** The model: prompts with "hang" never get an answer; prompts with "slow" get one after 2.5 s. */
 function script(_n: number, body: ScriptedServer['requests'][number]): ScriptedTurn {

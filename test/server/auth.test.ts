@@ -9,7 +9,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cpSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
@@ -23,6 +23,7 @@ import { buildServer } from '../../kernel/server/index.js';
 import { PACKAGE_ROOT } from '../../kernel/paths.js';
 import { authed, envKey } from '../support/auth.js';
 import { tempDir } from '../support/fixtures.js';
+import { freePort } from '../support/net.js';
 
 const run = promisify(execFile);
 const warden = join(PACKAGE_ROOT, 'bin/warden.js');
@@ -351,14 +352,6 @@ describe('keys', () => {
     }
   });
 });
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 /** `warden serve` as a child, with its output collected. */
 function serve(dataDir: string, args: string[], extraEnv: Record<string, string> = {}) {
