@@ -36,6 +36,12 @@ export type ErrorCode =
   | 'E_UNAUTHORIZED'
   | 'E_CROSS_ORIGIN'
   | 'E_SHUTTING_DOWN'
+  | 'E_TASK_STOPPED'
+  | 'E_POLICY_DENIED'
+  | 'E_APPROVAL_DECIDED'
+  | 'E_PRIVACY_STRICT'
+  | 'E_BACKEND_OPEN'
+  | 'E_REPLAY'
   | 'E_INTERNAL';
 
 /**

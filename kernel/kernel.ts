@@ -16,7 +16,7 @@ import { SessionFs, type FileChange } from './vfs/index.js';
 import { DEFAULT_ORPHAN_DAYS, discardOrphans, recoverSessions } from './session-policy.js';
 import { KERNEL_PID_FILE, Store } from './store/index.js';
 import { StateDocument, type TaskState, type ToolCall } from './state/index.js';
-import { Inference, type ChatRequest } from './inference/index.js';
+import { Inference, parseTarget, type ChatRequest } from './inference/index.js';
 import { fetchGranted } from './http/outbound.js';
 import type { OutboundRequest } from './wasi/http.js';
 import { configFile, readConfig, type Config } from './config/index.js';
@@ -25,6 +25,7 @@ import { ComponentRegistry, type RegisteredComponent } from './registry/index.js
 import { ApiKeys } from './auth/index.js';
 import { auditConfig } from './audit/index.js';
 import { PinReloader } from './reload.js';
+import { RuntimeEvents } from './runtime/events.js';
 
 /** Options for {@link Kernel.start}. */
 export interface KernelOptions {
@@ -87,6 +88,12 @@ export class Kernel {
   readonly keys: ApiKeys;
   /** Hot reload: loads, replaces and unloads pinned components as their pins change (`reload.ts`). */
   readonly reloader: PinReloader;
+  /** What happens while tasks run (inference, tool calls, decisions, usage); transcripts, metrics and budgets listen. */
+  readonly events: RuntimeEvents;
+  /** Per running task: aborted by {@link stopTask} (cancels its inference requests). */
+  private readonly taskAborts = new Map<string, AbortController>();
+  /** Per task: inference requests made so far (turn numbers of `inference.request` events). */
+  private readonly turnCounters = new Map<string, number>();
   private readonly running = new Map<string, Promise<TaskState>>();
   private readonly stepCounters = new Map<string, number>();
   /** False from {@link stopAccepting} on: new work is refused with `E_SHUTTING_DOWN`. */
@@ -104,11 +111,12 @@ export class Kernel {
     readonly log: Logger,
     private readonly env: NodeJS.ProcessEnv,
   ) {
+    this.events = new RuntimeEvents(log);
     this.sessions = new SessionFs(join(dataDir, 'sessions'));
     this.engine = new Engine(join(dataDir, 'cache'));
     this.registry = new ComponentRegistry(dataDir, store, this.engine);
     this.inference = new Inference(config.backends, env);
-    this.state = new StateDocument({ kernel: { startedAt: Date.now(), version: '0.1.0' }, components: {}, tasks: {} });
+    this.state = new StateDocument({ kernel: { startedAt: Date.now(), version: '0.1.0' }, components: {}, tasks: {}, approvals: {}, backends: {} });
     this.mesh = new Mesh(
       { request: (op, body, ctx, component) => this.hostRequest(op, body, ctx, component), notice: (n) => this.onNotice(n) },
       { sessionsDir: this.sessions.sessionsDir, sqlDir: join(dataDir, 'scopes') },
@@ -340,9 +348,31 @@ export class Kernel {
     return task;
   }
 
+  /**
+   * Stop a running task for `reason` (a budget exhausted, a doom loop detected): the reason is
+   * recorded on the task (`stopReason`, persisted as its error), its inference requests in flight
+   * are aborted and every later one is refused with `denied`, so the agent's loop ends; the task
+   * then fails with `reason` as its error. A task that is not running is left alone.
+   * @returns whether the task was running and is now stopping
+   */
+  stopTask(id: string, reason: string): boolean {
+    const task = this.state.current.tasks[id];
+    if (!task || task.status !== 'running' || task.stopReason) return false;
+    this.state.update((d) => {
+      d.tasks[id]!.stopReason = reason;
+    });
+    this.store.updateTask(id, { error: reason });
+    this.addStep(id, 'kernel', 'stopped', reason);
+    this.store.audit('task.stop', { task: id, reason }, undefined, id);
+    this.taskAborts.get(id)?.abort(new WardenError('E_TASK_STOPPED', reason));
+    return true;
+  }
+
   private async runTask(id: string, maxTurns: number, history?: unknown[]): Promise<TaskState> {
     const task = this.state.current.tasks[id]!;
     this.setTask(id, { status: 'running' });
+    this.taskAborts.set(id, new AbortController());
+    this.events.emit(id, { type: 'task.start', prompt: task.prompt, workspace: task.workspace, model: task.model, resumed: history !== undefined });
     const supervisor = this.mesh.component('supervisor');
     const deadline = Date.now() + (supervisor?.limits.timeoutMs ?? 900_000);
     const reply = await this.mesh.call(
@@ -369,13 +399,21 @@ export class Kernel {
       }
     }
     this.store.updateTask(id, { diff: JSON.stringify(diff) });
-    if (reply.ok) {
+    const stopReason = this.state.current.tasks[id]?.stopReason;
+    if (stopReason) {
+      // Stopped by the kernel (a budget, doom-loop detection): whatever the agent made of it, the task failed for that reason.
+      this.setTask(id, { status: 'failed', error: stopReason, finishedAt: Date.now(), diff });
+      this.events.emit(id, { type: 'task.end', status: 'failed', error: stopReason, stopReason });
+    } else if (reply.ok) {
       const outcome = JSON.parse((reply.payload as { val: string }).val) as { summary: string };
       this.setTask(id, { status: 'succeeded', summary: outcome.summary, finishedAt: Date.now(), diff });
+      this.events.emit(id, { type: 'task.end', status: 'succeeded', summary: outcome.summary });
     } else {
       this.setTask(id, { status: 'failed', error: reply.error.message, finishedAt: Date.now(), diff });
+      this.events.emit(id, { type: 'task.end', status: 'failed', error: reply.error.message });
     }
     this.running.delete(id);
+    this.taskAborts.delete(id);
     this.state.flush();
     return this.state.current.tasks[id]!;
   }
@@ -411,6 +449,7 @@ export class Kernel {
       d.tasks[taskId]!.steps[String(n)] = { n, component, step, detail, ts };
     });
     this.store.insertStep({ task_id: taskId, n, component, step, detail, ts });
+    this.events.emit(taskId, { type: 'step', component, step, detail });
   }
 
   // ---- sessions -----------------------------------------------------------------------------
@@ -427,6 +466,7 @@ export class Kernel {
     this.store.finishSession(id, 'committed');
     this.store.audit('session.commit', { session: id, files: changes.length });
     this.markSession(id, 'committed');
+    this.emitSession(id, 'commit');
     return changes;
   }
 
@@ -436,6 +476,13 @@ export class Kernel {
     this.store.finishSession(id, 'discarded');
     this.store.audit('session.discard', { session: id });
     this.markSession(id, 'discarded');
+    this.emitSession(id, 'discard');
+  }
+
+  /** A `session` event on the task that owns the session (none for a session without a task). */
+  private emitSession(id: string, action: 'begin' | 'commit' | 'discard'): void {
+    const task = Object.values(this.state.current.tasks).find((t) => t.sessionId === id);
+    if (task) this.events.emit(task.id, { type: 'session', session: id, action });
   }
 
   private markSession(id: string, status: 'committed' | 'discarded'): void {
@@ -458,6 +505,7 @@ export class Kernel {
         }
         this.store.insertSession({ id: meta.id, workspace: meta.workspace, task_id: ctx.taskId || null, status: 'open', created_at: meta.createdAt, finished_at: null });
         if (ctx.taskId && this.state.current.tasks[ctx.taskId]) this.setTask(ctx.taskId, { sessionId: meta.id, sessionStatus: 'open' });
+        this.emitSession(meta.id, 'begin');
         return meta.id;
       }
       case 'session.meta':
@@ -476,22 +524,8 @@ export class Kernel {
       case 'session.rollback':
         this.discardSession(String(b['id']));
         return null;
-      case 'inference.chat': {
-        const remaining = ctx.deadline - Date.now();
-        // Recorded before the request, so a kernel killed while it waits resumes by asking again.
-        if (ctx.taskId && this.state.current.tasks[ctx.taskId]) this.recordConversation(ctx.taskId, (body as ChatRequest).messages);
-        const signal = AbortSignal.any([this.interruption.signal, AbortSignal.timeout(Math.max(1, remaining))]);
-        const response = await this.inference.chat(body as ChatRequest, signal);
-        if (ctx.taskId && this.state.current.tasks[ctx.taskId]) {
-          this.state.update((d) => {
-            const usage = d.tasks[ctx.taskId]!.usage;
-            usage.promptTokens += response.usage.promptTokens;
-            usage.completionTokens += response.usage.completionTokens;
-          });
-          this.store.addUsage(ctx.taskId, response.usage.promptTokens, response.usage.completionTokens);
-        }
-        return response;
-      }
+      case 'inference.chat':
+        return this.inferenceChat(body as ChatRequest, ctx);
       case 'http.fetch':
         // Denials are audited like the worker's own denial notices (kind `denied`, a step on the task).
         return fetchGranted(body as OutboundRequest, ctx.grants.http, {
@@ -502,6 +536,51 @@ export class Kernel {
       default:
         throw new WardenError('E_BAD_INPUT', `${component} asked for unknown host service ${op}`);
     }
+  }
+
+  /**
+   * The `inference.chat` host service: refused once the task was stopped; the conversation is
+   * recorded before the request (a kernel killed while it waits resumes by asking again); usage is
+   * added to the task. Events: `inference.request`, then `inference.response` + `usage` or
+   * `inference.error`.
+   * @throws WIT `inference-error` values (see {@link Inference.chat}); `denied` for a stopped task
+   */
+  private async inferenceChat(request: ChatRequest, ctx: CallContext): Promise<unknown> {
+    const taskId = ctx.taskId && this.state.current.tasks[ctx.taskId] ? ctx.taskId : '';
+    const stopped = taskId ? this.state.current.tasks[taskId]!.stopReason : undefined;
+    if (stopped) throw { tag: 'denied', val: `the kernel stopped this task: ${stopped}` };
+    const turn = taskId ? (this.turnCounters.get(taskId) ?? 0) + 1 : 0;
+    if (taskId) {
+      this.turnCounters.set(taskId, turn);
+      this.recordConversation(taskId, request.messages);
+      this.events.emit(taskId, { type: 'inference.request', turn, target: request.model, messages: request.messages, tools: request.tools.map((t) => t.name) });
+    }
+    const remaining = ctx.deadline - Date.now();
+    const signals = [this.interruption.signal, AbortSignal.timeout(Math.max(1, remaining))];
+    const taskAbort = taskId ? this.taskAborts.get(taskId) : undefined;
+    if (taskAbort) signals.push(taskAbort.signal);
+    const started = Date.now();
+    let response;
+    try {
+      response = await this.inference.chat(request, AbortSignal.any(signals));
+    } catch (err) {
+      if (taskId) this.events.emit(taskId, { type: 'inference.error', turn, target: request.model, error: (err as { val?: string }).val ?? messageOf(err) });
+      const reason = taskId ? this.state.current.tasks[taskId]?.stopReason : undefined;
+      if (reason) throw { tag: 'denied', val: `the kernel stopped this task: ${reason}` };
+      throw err;
+    }
+    if (taskId) {
+      this.state.update((d) => {
+        const usage = d.tasks[taskId]!.usage;
+        usage.promptTokens += response.usage.promptTokens;
+        usage.completionTokens += response.usage.completionTokens;
+      });
+      this.store.addUsage(taskId, response.usage.promptTokens, response.usage.completionTokens);
+      const { model, backend } = parseTarget(request.model, this.inference.defaultBackend);
+      this.events.emit(taskId, { type: 'inference.response', turn, target: request.model, backend, model, response, costUsd: 0, durationMs: Date.now() - started });
+      this.events.emit(taskId, { type: 'usage', backend, model, promptTokens: response.usage.promptTokens, completionTokens: response.usage.completionTokens, costUsd: 0 });
+    }
+    return response;
   }
 
   /** Extra listeners for guest output (used by `warden tool run`). */
@@ -540,6 +619,14 @@ export class Kernel {
           recorded = { ...call };
         });
         if (recorded) {
+          if (notice.op === 'span-start') {
+            this.events.emit(taskId, { type: 'tool.call', id: recorded.id, caller: recorded.caller, target: recorded.target, method: recorded.method, input: recorded.input });
+          } else {
+            this.events.emit(taskId, {
+              type: 'tool.result', id: recorded.id, caller: recorded.caller, target: recorded.target, method: recorded.method,
+              outcome: recorded.outcome ?? 'ok', output: recorded.output ?? '', durationMs: recorded.durationMs ?? 0,
+            });
+          }
           this.store.upsertToolCall({
             task_id: taskId, id: recorded.id, caller: recorded.caller, target: recorded.target, method: recorded.method,
             input: recorded.input, output: recorded.output ?? null, status: recorded.status, outcome: recorded.outcome ?? null,
@@ -569,6 +656,7 @@ export class Kernel {
         break;
       case 'denied':
         this.store.audit('denied', body, notice.component, taskId || undefined);
+        if (taskId) this.events.emit(taskId, { type: 'denied', component: notice.component, capability: String(body['capability']), reason: String(body['reason']) });
         if (taskId) this.addStep(taskId, notice.component, 'denied', String(body['reason']));
         break;
       case 'stdout':
@@ -650,6 +738,7 @@ export class Kernel {
       }
     });
     this.addStep(id, 'kernel', 'interrupted', `interrupted by shutdown (${why})`);
+    this.events.emit(id, { type: 'task.end', status: 'interrupted', error: `interrupted by shutdown (${why})` });
     this.running.delete(id);
   }
 

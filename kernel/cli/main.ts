@@ -22,6 +22,8 @@ import { registerAuditCommands } from './audit.js';
 import { registerConfigCommands } from './config.js';
 import { registerDevkitCommands } from './devkit.js';
 import { registerInspectCommands } from './inspect.js';
+import { registerApprovalCommands } from './approvals.js';
+import { registerTranscriptCommands } from './replay.js';
 
 const program = new Command();
 program
@@ -569,5 +571,7 @@ registerAuditCommands(program);
 registerConfigCommands(program);
 registerDevkitCommands(program);
 registerInspectCommands(program);
+registerApprovalCommands(program);
+registerTranscriptCommands(program);
 
 await program.parseAsync(process.argv);

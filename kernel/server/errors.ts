@@ -20,6 +20,9 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   E_MESH_BUSY: 503,
   E_SHUTTING_DOWN: 503,
   E_INFERENCE_UNAVAILABLE: 502,
+  E_POLICY_DENIED: 403,
+  E_APPROVAL_DECIDED: 409,
+  E_TASK_STOPPED: 409,
 };
 
 /** HTTP status for a kernel error code (500 for anything unexpected). */

@@ -15,6 +15,8 @@ import { taskRoutes } from './routes/tasks.js';
 import { streamRoutes } from './routes/stream.js';
 import { configRoutes } from './routes/config.js';
 import { componentRoutes } from './routes/components.js';
+import { approvalRoutes } from './routes/approvals.js';
+import { aguiRoutes } from './routes/agui.js';
 import { registerAuth } from './auth.js';
 import { registerLimits } from './limits.js';
 
@@ -68,6 +70,8 @@ export async function buildServer(kernel: Kernel, options: { logger?: boolean } 
   await app.register(taskRoutes, { kernel });
   await app.register(configRoutes, { kernel });
   await app.register(componentRoutes, { kernel });
+  await app.register(approvalRoutes, { kernel });
+  await app.register(aguiRoutes, { kernel });
   await app.register(fastifyStatic, { root: join(PACKAGE_ROOT, 'web'), prefix: '/' });
   await app.register(fastifyStatic, {
     root: join(PACKAGE_ROOT, 'node_modules/fast-json-patch'),

@@ -69,7 +69,101 @@ export interface TaskState {
   /** Keyed by call id. */
   toolCalls: Record<string, ToolCall>;
   diff?: FileChange[];
-  usage: { promptTokens: number; completionTokens: number };
+  usage: TaskUsage;
+  /** Inference turns keyed by turn number (1, 2, …): what was asked of which backend, and the streamed answer. */
+  turns?: Record<string, InferenceTurn>;
+  /** Every fallback the router took for this task, keyed by a counter (1, 2, …). */
+  fallbacks?: Record<string, FallbackRecord>;
+  /** Set by the supervisor (a `category` progress step): selects per-category targets in `inference.categories`. */
+  category?: string;
+  /** The privacy level the task's requests run under; `reason` says why it was escalated (never the secret itself). */
+  privacy?: { level: PrivacyLevel; reason?: string };
+  /** Why the kernel stopped the task (a budget or doom-loop detection); the task then fails with it. */
+  stopReason?: string;
+}
+
+/** Privacy levels: `standard` (any backend), `sensitive` (prefer zero-data-retention), `strict` (ZDR only). */
+export type PrivacyLevel = 'standard' | 'sensitive' | 'strict';
+
+/** Tokens and cost of a task. Cost in US dollars, from the backends' configured prices. */
+export interface TaskUsage {
+  promptTokens: number;
+  completionTokens: number;
+  costUsd?: number;
+  /** Per `model@backend` actually served. */
+  byTarget?: Record<string, { promptTokens: number; completionTokens: number; costUsd: number; requests: number }>;
+}
+
+/** One inference request of a task and its answer, as it streams. */
+export interface InferenceTurn {
+  n: number;
+  /** The target the agent asked for (`model@backend` or a bare model). */
+  target: string;
+  /** `model@backend` that served it (after fallbacks); absent until one answers. */
+  servedBy?: string;
+  status: 'streaming' | 'done' | 'error';
+  /**
+   * The answer's text as it streams: each element is the text that arrived within one delta
+   * interval, appended with an RFC 6902 `add` at the end of the array. Concatenated, it is the
+   * full content.
+   */
+  chunks: string[];
+  toolCalls?: Array<{ id: string; name: string; arguments: string }>;
+  /** ms since the epoch. */
+  startedAt: number;
+  durationMs?: number;
+  usage?: { promptTokens: number; completionTokens: number; costUsd: number };
+  error?: string;
+}
+
+/** A fallback taken by the inference router. */
+export interface FallbackRecord {
+  turn: number;
+  /** `model@backend` left. */
+  from: string;
+  /** `model@backend` tried next. */
+  to: string;
+  reason: string;
+  ts: number;
+}
+
+/** A request for a human decision, made by a policy `ask`. */
+export interface Approval {
+  id: string;
+  taskId: string | null;
+  /** The component whose action waits. */
+  component: string;
+  kind: 'tool' | 'mesh' | 'commit' | 'http';
+  /** What is asked, in rule syntax: `write-file(src/a.ts)`, `mesh:agent-x`, `commit(<session>)`, `http(api.example.com)`. */
+  subject: string;
+  /** The action's input for review (secrets redacted, at most 4 KiB). */
+  detail: string;
+  /** The rule that asked (`ask: write-file(src/**)`), or `mode default` when none matched. */
+  rule: string;
+  status: 'pending' | 'approved' | 'denied' | 'expired';
+  /** ms since the epoch. */
+  createdAt: number;
+  /** When the waiting call gives up (its deadline), ms since the epoch. */
+  expiresAt: number;
+  decidedAt?: number;
+  /** `ui`, `rest`, `cli` or `expired`, plus the API key id when there is one (`rest:k-1a2b`). */
+  decidedBy?: string;
+  reason?: string;
+}
+
+/** A backend as the state document shows it (never its key). */
+export interface BackendState {
+  name: string;
+  /** Base URL with any userinfo removed. */
+  baseURL: string;
+  zdr: boolean;
+  breaker: 'closed' | 'open' | 'half-open';
+  health: 'healthy' | 'degraded' | 'unhealthy';
+  consecutiveFailures: number;
+  /** When the breaker opened, ms since the epoch. */
+  openedAt?: number;
+  /** Median latency over the health window, ms. */
+  latencyP50Ms?: number;
 }
 
 /** The whole document. */
@@ -77,6 +171,10 @@ export interface KernelState {
   kernel: { startedAt: number; version: string };
   components: Record<string, ComponentState>;
   tasks: Record<string, TaskState>;
+  /** Policy approvals keyed by id; pending ones wait for a decision. */
+  approvals: Record<string, Approval>;
+  /** Inference backends keyed by name, with breaker and health. */
+  backends: Record<string, BackendState>;
 }
 
 /** A component as the state document shows it. */
