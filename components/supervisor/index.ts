@@ -1,10 +1,12 @@
-// The supervisor: receives a task, begins its session, delegates to the coder agent over the
-// mesh, records the task in its own SQL scope, and reports the diff.
+// The supervisor: receives a task, begins its session, classifies it (a `category` progress
+// step the kernel routes inference by), delegates to the coder agent over the mesh, records
+// the task in its own SQL scope, and reports the diff.
 import { call } from 'warden:kernel/mesh@0.1.0';
 import { begin, diff } from 'warden:kernel/session@0.1.0';
 import { execute } from 'warden:kernel/sql@0.1.0';
 import { report } from 'warden:kernel/progress@0.1.0';
 import { errorText } from '../lib/errors.js';
+import { categorize } from './category.js';
 import type { Outcome, Task } from 'warden:kernel/types@0.1.0';
 
 function record(sql: string, params: Array<string | number>): void {
@@ -34,6 +36,7 @@ export const supervisor = {
       report('session', `began session ${sessionId} on ${task.workspace}`);
     }
     record('INSERT OR REPLACE INTO handled_tasks (id, prompt, session_id) VALUES (?, ?, ?)', [task.id, task.prompt, sessionId]);
+    report('category', categorize(task.prompt));
     let outcome: Outcome;
     try {
       const result = call('coder', 'run', { tag: 'json', val: JSON.stringify({ ...task, sessionId }) });

@@ -1,7 +1,10 @@
 /**
  * A scripted OpenAI-compatible model for tests: answers `POST /v1/chat/completions` with the
- * next turn of a script, over a real socket, and records every request it received. Component
- * authors test an agent with it (`warden/testing`); the kernel's own tests use it too.
+ * next turn of a script, over a real socket, and records every request it received. A request
+ * with `stream: true` gets the turn as server-sent events (text in a few deltas, each tool call
+ * in two, a usage chunk when `stream_options.include_usage` asks for it, then `[DONE]`), as the
+ * OpenAI API streams. Component authors test an agent with it (`warden/testing`); the kernel's
+ * own tests use it too.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -21,7 +24,13 @@ export interface ScriptedServer {
   /** Base URL including `/v1`. */
   baseURL: string;
   /** Bodies of the chat requests received, in order. */
-  requests: Array<{ model: string; messages: Array<{ role: string; content: string | null; tool_call_id?: string }>; tools?: unknown[] }>;
+  requests: Array<{
+    model: string;
+    messages: Array<{ role: string; content: string | null; tool_call_id?: string }>;
+    tools?: unknown[];
+    stream?: boolean;
+    stream_options?: { include_usage?: boolean };
+  }>;
   close(): Promise<void>;
 }
 
@@ -63,16 +72,28 @@ export async function startScriptedServer(
                 function: { name: c.name, arguments: JSON.stringify(c.arguments) },
               })),
             };
-      const answer = () => res.writeHead(200, { 'content-type': 'application/json' }).end(
-        JSON.stringify({
-          id: `chatcmpl-${n}`,
-          object: 'chat.completion',
-          created: Math.floor(Date.now() / 1000),
-          model: parsed.model,
-          choices: [{ index: 0, message, finish_reason: 'content' in turn ? 'stop' : 'tool_calls' }],
-          usage: { prompt_tokens: 10 * (n + 1), completion_tokens: 5, total_tokens: 10 * (n + 1) + 5 },
-        }),
-      );
+      const usage = { prompt_tokens: 10 * (n + 1), completion_tokens: 5, total_tokens: 10 * (n + 1) + 5 };
+      const finish = 'content' in turn ? 'stop' : 'tool_calls';
+      const answer = () => {
+        if (parsed.stream) {
+          res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+          for (const chunk of streamChunks(message, finish, parsed.stream_options?.include_usage ? usage : undefined)) {
+            res.write(`data: ${JSON.stringify({ id: `chatcmpl-${n}`, object: 'chat.completion.chunk', created: Math.floor(Date.now() / 1000), model: parsed.model, ...chunk })}\n\n`);
+          }
+          res.end('data: [DONE]\n\n');
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'application/json' }).end(
+          JSON.stringify({
+            id: `chatcmpl-${n}`,
+            object: 'chat.completion',
+            created: Math.floor(Date.now() / 1000),
+            model: parsed.model,
+            choices: [{ index: 0, message, finish_reason: finish }],
+            usage,
+          }),
+        );
+      };
       if (turn.delayMs) setTimeout(answer, turn.delayMs);
       else answer();
     });
@@ -88,4 +109,27 @@ export async function startScriptedServer(
         server.closeAllConnections();
       }),
   };
+}
+
+/**
+ * The chunks of a streamed answer: the role, the text in up to three deltas, each tool call as
+ * two deltas (id and name, then its arguments), the finish reason, and the usage when asked.
+ */
+function streamChunks(
+  message: { content: string | null; tool_calls?: Array<{ id: string; function: { name: string; arguments: string } }> },
+  finish: string,
+  usage: Record<string, number> | undefined,
+): Array<Record<string, unknown>> {
+  const choice = (delta: Record<string, unknown>, finishReason: string | null = null) => ({ choices: [{ index: 0, delta, finish_reason: finishReason }] });
+  const chunks: Array<Record<string, unknown>> = [choice({ role: 'assistant', content: '' })];
+  const text = message.content ?? '';
+  const third = Math.ceil(text.length / 3);
+  for (let at = 0; at < text.length; at += third) chunks.push(choice({ content: text.slice(at, at + third) }));
+  (message.tool_calls ?? []).forEach((call, index) => {
+    chunks.push(choice({ tool_calls: [{ index, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } }] }));
+    chunks.push(choice({ tool_calls: [{ index, function: { arguments: call.function.arguments } }] }));
+  });
+  chunks.push(choice({}, finish));
+  if (usage) chunks.push({ choices: [], usage });
+  return chunks;
 }

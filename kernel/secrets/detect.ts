@@ -59,8 +59,8 @@ const CREDENTIAL = new RegExp(
 const ASSIGNMENT =
   /(?<![A-Za-z0-9])((?:[A-Za-z0-9]+[_-])*(?:password|passwd|pwd|passphrase|api[_-]?key|apikey|secret|secret[_-]?key|token|access[_-]?token|refresh[_-]?token|auth[_-]?token|bearer[_-]?token|private[_-]?key|access[_-]?key))(?![A-Za-z0-9])["']?\s*(?:=|:)\s*(["']?)([^\s"'`,;]{4,})\2/gi;
 
-/** Values of an assignment that are not secrets: references, placeholders, redactions. */
-const NOT_A_VALUE = /^(?:\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|\*+|<[^>]*>|x{4,}|\.{3,}|\[REDACTED[^\]]*\]|null|none|true|false|undefined|changeme|placeholder|example)$/i;
+/** Values of an assignment that are not secrets: references, placeholders (`<your key>` is cut at its space: `<your`), redactions. */
+const NOT_A_VALUE = /^(?:\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|\*+|<[^>]*>?|x{4,}|\.{3,}|\[REDACTED[^\]]*\]|null|none|true|false|undefined|changeme|placeholder|example)$/i;
 
 /** 13–19 digits, optionally grouped by single spaces or dashes, not inside a longer number. */
 const CARD = /(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d])/g;
