@@ -68,6 +68,8 @@ export interface MeshComponent {
   prewarm?: boolean;
   /** Topic patterns (`topic:NAME`, `topic:prefix*`) whose events it handles; needs the `subscriber` export and the grant. */
   subscribe?: string[];
+  /** Its policy, decided on in its workers for the calls it makes in tasks (see `kernel/policy`). */
+  policy?: WorkerInit['policy'];
 }
 
 /** Host services the mesh forwards guest requests and notices to (implemented by the kernel). */
@@ -350,6 +352,7 @@ export class Mesh {
       sessionsDir: this.options.sessionsDir,
       sqlDir: this.options.sqlDir,
       ...(component.mounts ? { mounts: component.mounts } : {}),
+      ...(component.policy ? { policy: component.policy } : {}),
     };
     const worker = new Worker(distFile('kernel/mesh/worker.js'), { workerData: init, transferList: [port2], env: {} });
     let markReady!: () => void;
@@ -599,7 +602,11 @@ export class Mesh {
       slot.control.postMessage({ type: 'attach', port: port2 }, [port2]);
       peers.push({ slot: slot.index, workerId: slot.id, port: port1 });
     }
-    return { targetId: target.id, board: target.board.buffer, timeoutMs: target.component.limits.timeoutMs, peers };
+    const { kind, grants } = target.component;
+    return {
+      targetId: target.id, board: target.board.buffer, timeoutMs: target.component.limits.timeoutMs, peers,
+      access: { kind, filesystem: grants.filesystem, http: grants.http.length > 0 },
+    };
   }
 
   private readonly described = new Map<string, { name: string; description: string; inputSchema: string }>();

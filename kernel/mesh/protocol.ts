@@ -4,7 +4,8 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { CompiledComponent } from '../engine/index.js';
-import type { Grants, Limits } from '../grants/index.js';
+import type { FsGrant, Grants, Limits } from '../grants/index.js';
+import type { PolicyMode, PolicySpec } from '../policy/index.js';
 
 /** WIT `payload`: JSON text or bytes. */
 export type Payload = { tag: 'json'; val: string } | { tag: 'bytes'; val: Uint8Array };
@@ -32,6 +33,11 @@ export interface CallContext {
   stdin?: Uint8Array;
   /** For `handle-event` calls: the topic the event was published on. */
   topic?: string;
+  /**
+   * The permission mode the caller passes on: a cap on the callee's own mode (the minimum along
+   * the call chain, see `PolicySpec.caps`). Absent: no cap. Policy applies only to calls of a task.
+   */
+  mode?: PolicyMode;
 }
 
 /**
@@ -114,6 +120,8 @@ export interface Connection {
   board: SharedArrayBuffer;
   timeoutMs: number;
   peers: Array<{ slot: number; workerId: number; port: MessagePort }>;
+  /** The target's kind and the grants that make its calls writes for the policy (never its env). */
+  access?: { kind: WorkerInit['kind']; filesystem: FsGrant; http: boolean };
 }
 
 export type HostReply = { type: 'host-reply'; id: number; ok: true; value: unknown } | { type: 'host-reply'; id: number; ok: false; error: unknown };
@@ -121,7 +129,7 @@ export type HostReply = { type: 'host-reply'; id: number; ok: true; value: unkno
 /** A fire-and-forget notice from a worker to the main thread. */
 export interface Notice {
   type: 'notice';
-  op: 'log' | 'progress' | 'span-start' | 'span-end' | 'stdout' | 'stderr' | 'denied' | 'limit' | 'kill-peer' | 'pool-pressure' | 'dead-letter' | 'pool' | 'call-stats';
+  op: 'log' | 'progress' | 'span-start' | 'span-end' | 'stdout' | 'stderr' | 'denied' | 'limit' | 'kill-peer' | 'pool-pressure' | 'dead-letter' | 'pool' | 'call-stats' | 'policy';
   body: unknown;
   /** The task of the call the notice came from (only the id: notices are on the hot path). */
   ctx?: { taskId: string };
@@ -157,6 +165,8 @@ export interface WorkerInit {
   sqlDir: string;
   /** `warden tool run` mounts: host dirs exposed as sessions (ro or rw) at guest paths. */
   mounts?: Array<{ sessionId: string; guestPath: string; mode: 'ro' | 'rw' }>;
+  /** The component's policy, decided on in this worker for the tool and agent calls it makes in tasks (absent: none). */
+  policy?: PolicySpec;
 }
 
 /** A payload as a span shows it: JSON text or a byte count, at most 4000 characters. */

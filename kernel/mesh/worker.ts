@@ -16,6 +16,7 @@ import { ScopedSql, ScopedSqlError, type SqlValue } from '../store/scoped-sql.js
 import { blockUntil, notify } from './sync.js';
 import { Board, busyMessage, type Claim } from './board.js';
 import { preview } from './protocol.js';
+import { Policy, type PolicyAction, type PolicyDecision, type PolicyMode } from '../policy/index.js';
 import type { CallContext, CallReply, CallRequest, CallStats, Connection, HostReply, MeshErrorTag, Notice, Payload, SpanNotice, Wire, WorkerInit } from './protocol.js';
 import { join } from 'node:path';
 
@@ -23,6 +24,10 @@ enableWasmFeatures();
 const init = workerData as WorkerInit;
 const signal = new Int32Array(init.signal);
 const control = init.control;
+/** This component's policy (compiled once); null when the mesh gave none (no policy enforced). */
+const policy = init.policy ? new Policy(init.policy) : null;
+/** The mode the call being served acts under (its own mode capped by the caller's, see `Policy.modesFor`). */
+let actingMode: PolicyMode = 'bypassPermissions';
 
 type Exports = Record<string, Record<string, (...args: unknown[]) => unknown>>;
 
@@ -37,6 +42,8 @@ interface Peer {
   board: Board;
   timeoutMs: number;
   ports: Map<number, { port: MessagePort; workerId: number }>;
+  /** The target's kind and write-making grants (see `Connection.access`). */
+  access: Connection['access'];
 }
 const peers = new Map<string, Peer>();
 /** The grants object last sent on each peer port. */
@@ -95,12 +102,12 @@ function onControl(message: any): void {
   else if (message.type === 'call') enqueue(message, (r) => control.postMessage(r));
 }
 
-/** A synchronous request to a host service on the main thread. */
-function host(op: string, body: unknown): HostReply {
+/** A synchronous request to a host service on the main thread, waited on until `deadline` (default: the call's). */
+function host(op: string, body: unknown, deadline?: number): HostReply {
   const id = ++hostSeq;
   const c = current();
   control.postMessage({ type: 'host', id, op, body, ctx: c, component: init.name });
-  const reply = blockUntil(signal, c.deadline, () => {
+  const reply = blockUntil(signal, deadline ?? c.deadline, () => {
     pumpControl();
     const r = hostReplies.get(id);
     hostReplies.delete(id);
@@ -157,7 +164,7 @@ function connect(target: string): Peer {
   const reply = host('mesh.connect', { target });
   if (!reply.ok) throw reply.error;
   const connection = reply.value as Connection;
-  const peer: Peer = { targetId: connection.targetId, board: new Board(connection.board), timeoutMs: connection.timeoutMs, ports: new Map() };
+  const peer: Peer = { targetId: connection.targetId, board: new Board(connection.board), timeoutMs: connection.timeoutMs, ports: new Map(), access: connection.access };
   for (const p of connection.peers) peer.ports.set(p.slot, { port: p.port, workerId: p.workerId });
   peers.set(target, peer);
   return peer;
@@ -258,6 +265,15 @@ function meshCall(target: string, method: string, payload: Payload): Payload {
     const e = err as { tag?: MeshErrorTag; val?: string };
     return fail(e.tag ?? 'failed', String(e.val ?? err));
   }
+  if (policy && c.taskId) {
+    // A person gets up to `policy.approvalTimeoutMs`, within the caller's own deadline (not the callee's time limit).
+    const refusal = policyRefusal(target, method, payload, peer.access, Math.min(c.deadline, Date.now() + policy.spec.approvalTimeoutMs));
+    if (refusal !== null) {
+      span.input = preview(payload);
+      fail('denied', refusal);
+    }
+  }
+  // After any approval: waiting for a person does not eat into the callee's own time limit.
   const deadline = Math.min(c.deadline, Date.now() + peer.timeoutMs);
   let claim: Claim;
   try {
@@ -311,6 +327,50 @@ function meshCall(target: string, method: string, payload: Payload): Payload {
   const result = fromWire(reply.payload, reply.wire);
   endSpan(span, started, 'ok', c.taskId ? preview(result) : '');
   return result;
+}
+
+/**
+ * What the policy decides on for a call to `target`: a tool's `call` (a write when the tool's
+ * effective filesystem grant is read-write, or it and the caller have outbound http), or any call
+ * of an agent or supervisor (`mesh:`); null for anything else (`describe`, commands).
+ */
+function policyAction(target: string, method: string, payload: Payload, access: Connection['access']): PolicyAction | null {
+  const kind = access?.kind ?? (method === 'call' ? 'tool' : 'agent');
+  if (kind === 'agent' || kind === 'supervisor') return { kind: 'mesh', name: target };
+  if (kind !== 'tool' || method !== 'call') return null;
+  const g = current().grants;
+  const http = access ? access.http && g.http.length > 0 : false;
+  const fs = access ? access.filesystem === 'session:rw' && g.filesystem === 'session:rw' : false;
+  return { kind: 'tool', name: target, input: payload.tag === 'json' ? payload.val : '', write: http ? 'http' : fs ? 'fs' : false };
+}
+
+/**
+ * Decide on a call of a task under this component's policy, in this worker (the main thread
+ * is not on the path): `allow` goes on, `deny` is refused with the rule, `ask` blocks on a host
+ * request that creates (or reuses) an approval and answers when it is decided or `deadline` (the
+ * caller's deadline, capped by `policy.approvalTimeoutMs`) expires it. Each decision is
+ * reported as a `policy` notice (the kernel emits the event; an `ask` is reported by the kernel).
+ * @returns null when the call may go on, else why it is denied (the mesh error's message)
+ */
+function policyRefusal(target: string, method: string, payload: Payload, access: Connection['access'], deadline: number): string | null {
+  const action = policyAction(target, method, payload, access);
+  if (!action) return null;
+  const decision: PolicyDecision = policy!.decide(action, actingMode);
+  if (decision.decision !== 'ask') {
+    send('policy', { ...decision, kind: action.kind });
+    if (decision.decision === 'allow') return null;
+    return `E_POLICY_DENIED: ${decision.subject} is denied by the policy rule \`${decision.rule}\` of ${init.name}; do something else, or ask the operator to change policy.rules in the kernel's config`;
+  }
+  // The kernel expires the approval at `deadline` and answers; the grace is for that answer to arrive.
+  const reply = host('policy.ask', { ...decision, kind: action.kind, detail: action.kind === 'tool' ? action.input : '', deadline }, Math.min(current().deadline, deadline + 1000));
+  if (!reply.ok) {
+    const error = reply.error as { tag?: string; val?: unknown };
+    return error?.tag === 'timeout'
+      ? `E_POLICY_DENIED: ${decision.subject} needs an approval (rule \`${decision.rule}\`) and none came before the call's deadline; it expired`
+      : `E_POLICY_DENIED: ${decision.subject} needs an approval and asking failed: ${String(error?.val ?? error)}`;
+  }
+  const answer = reply.value as { status: string; message?: string };
+  return answer.status === 'approved' ? null : answer.message ?? `E_POLICY_DENIED: ${decision.subject} was not approved`;
 }
 
 /** `mesh.publish`: checked here against the call's grants, queued by the broker on the main thread. */
@@ -621,7 +681,14 @@ function memoryOf(inst: Instance | null): number | undefined {
 
 function serveCall(request: CallRequest): CallReply {
   const chain = [...request.ctx.chain, init.name];
-  ctx = { ...request.ctx, chain, grants: attenuated(request.ctx.grants) };
+  if (policy) {
+    // The mode is attenuated down the chain like the grants: never above what the caller passed on.
+    const modes = policy.modesFor(request.ctx.mode);
+    actingMode = modes.acting;
+    ctx = { ...request.ctx, chain, grants: attenuated(request.ctx.grants), mode: modes.passOn };
+  } else {
+    ctx = { ...request.ctx, chain, grants: attenuated(request.ctx.grants) };
+  }
   outputBytes = 0;
   outputCut = false;
   let trapped = false;

@@ -8,7 +8,15 @@ import { runTool } from '../../kernel/cli/tool-run.js';
 import { checkOutbound, fetchGranted } from '../../kernel/http/outbound.js';
 import { Fields, OutgoingRequest, httpImports, type OutboundRequest } from '../../kernel/wasi/http.js';
 import { buildHttpTool } from '../support/guest.js';
-import { tempDir } from '../support/fixtures.js';
+import { tempDir, workspace } from '../support/fixtures.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Kernel } from '../../kernel/kernel.js';
+import { KERNEL_GRANTS } from '../../kernel/grants/index.js';
+import { openDataDir } from '../../kernel/cli/component.js';
+import { shareTranspileCache } from '../../kernel/testing.js';
+import { startScriptedServer } from '../support/scripted-openai.js';
+import { until } from '../support/net.js';
 
 // A tool that GETs `url` with the raw wasi:http resources and returns status, Location and body;
 // with `follow`, it follows one redirect itself (a new request the kernel checks again).
@@ -328,4 +336,45 @@ describe('wasi:http/types fields', () => {
     expect(future.get()).toMatchObject({ tag: 'ok', val: { tag: 'ok' } });
     expect(future.get()).toEqual({ tag: 'err', val: undefined });
   });
+});
+
+describe('the policy on outbound hosts, inside a task', () => {
+  it('http(HOST-GLOB) rules and the mode decide each request the grant allows; an approved one is sent, a denied one never is', async () => {
+    const model = await startScriptedServer([]);
+    const data = tempDir('http-policy');
+    shareTranspileCache(data);
+    const hosts = [`127.0.0.1:${granted.port}`, `localhost:${granted.port}`];
+    writeFileSync(join(data, 'warden.config.json'), JSON.stringify({ grants: { fetch: { http: hosts } }, policy: { rules: { deny: ['http(localhost)'] } } }));
+    const manifest = join(tempDir('fetch-manifest'), 'manifest.json');
+    writeFileSync(manifest, JSON.stringify({ name: 'fetch', version: '1.0.0', kind: 'tool', requests: { http: hosts } }));
+    const dir = openDataDir(data);
+    await dir.registry.add(wasm, { name: 'fetch', manifestPath: manifest }).finally(() => dir.close());
+    const kernel = await Kernel.start({ dataDir: data, baseURL: model.baseURL, quiet: true });
+    try {
+      // A task to act in (it ends at once: the model answers "done").
+      const taskId = kernel.submitTask({ prompt: 'nothing', workspace: workspace({}), model: 'scripted' });
+      await kernel.waitForTask(taskId);
+      const fetchIn = async (task: string, url: string) => {
+        const reply = await kernel.mesh.call('fetch', 'call', { tag: 'json', val: JSON.stringify({ url }) }, { taskId: task, sessionId: null, chain: [], deadline: Date.now() + 20_000, grants: KERNEL_GRANTS });
+        return reply.ok ? JSON.parse((JSON.parse((reply.payload as { val: string }).val) as { output: string }).output) : reply.error;
+      };
+      const before = granted.seen.length;
+      expect(await fetchIn(taskId, `http://localhost:${granted.port}/denied`)).toEqual({ error: 'HTTP-request-denied' });
+      expect(granted.seen.length).toBe(before);
+      expect(kernel.store.auditEvents(20, { kind: 'policy.deny' }).map((r) => JSON.parse(r.detail))).toEqual([expect.objectContaining({ subject: 'http(localhost)', kind: 'http', rule: 'deny: http(localhost)' })]);
+
+      // Mode default: an outbound host asks; approved, the request is sent.
+      const asking = fetchIn(taskId, `http://127.0.0.1:${granted.port}/asked`);
+      const approval = await until(() => Object.values(kernel.state.current.approvals).find((a) => a.kind === 'http'), 20_000, 'the approval');
+      expect(approval).toMatchObject({ subject: 'http(127.0.0.1)', component: 'fetch', rule: 'mode default', detail: `GET http://127.0.0.1:${granted.port}/asked` });
+      kernel.approvals.decide(approval.id, 'approve', 'ui');
+      expect(await asking).toMatchObject({ status: 200, body: 'hello from /asked' });
+
+      // Outside a task the operator's own call is not asked about (the grant alone decides).
+      expect(await fetchIn('', `http://localhost:${granted.port}/operator`)).toMatchObject({ status: 200 });
+    } finally {
+      await kernel.close();
+      await model.close();
+    }
+  }, 120_000);
 });
