@@ -7,6 +7,8 @@
 import fastJsonPatch from 'fast-json-patch';
 import type { Operation } from 'fast-json-patch';
 import type { FileChange } from '../vfs/index.js';
+import { DraftRecorder } from './draft.js';
+import { resolveTokens } from './pointer.js';
 
 const { applyPatch, deepClone } = fastJsonPatch;
 
@@ -80,6 +82,8 @@ export interface TaskState {
   privacy?: { level: PrivacyLevel; reason?: string };
   /** Why the kernel stopped the task (a budget or doom-loop detection); the task then fails with it. */
   stopReason?: string;
+  /** The permission mode the task was submitted with: a cap on the mode of each of its calls (absent: none). */
+  mode?: 'default' | 'acceptEdits' | 'bypassPermissions';
 }
 
 /** Privacy levels: `standard` (any backend), `sensitive` (prefer zero-data-retention), `strict` (ZDR only). */
@@ -215,7 +219,19 @@ export class StateDocument {
   private pending: Operation[] = [];
   private flushScheduled = false;
   private readonly listeners = new Set<Listener>();
+  private readonly recorder = new DraftRecorder();
+  private snapshotCache: { seq: number; json: string } | undefined;
+  /**
+   * Identifies this document's lifetime (one kernel run): sequence numbers restart at 0 when the
+   * kernel restarts, so a client resuming with `since=N` also sends the epoch its document came
+   * from, and gets a snapshot when it differs. 12 random hex digits.
+   */
+  readonly epoch: string = globalThis.crypto.randomUUID().replace(/-/g, '').slice(0, 12);
 
+  /**
+   * @param initial the document at seq 0 (copied)
+   * @param retained how many envelopes {@link since} can replay (`server.retainedEnvelopes`); older `since` values get a snapshot
+   */
   constructor(initial: KernelState, private readonly retained = DEFAULT_RETAINED) {
     this.doc = deepClone(initial) as KernelState;
     this.shadow = deepClone(initial) as KernelState;
@@ -233,12 +249,38 @@ export class StateDocument {
   }
 
   /**
+   * The document as of {@link seq}, serialized (JSON text). Made once per `seq` and shared by every
+   * client that needs a snapshot at that position (200 clients connecting cost one serialization).
+   */
+  snapshotJson(): { seq: number; json: string } {
+    if (this.snapshotCache?.seq !== this.seqNo) this.snapshotCache = { seq: this.seqNo, json: JSON.stringify(this.mirror) };
+    return this.snapshotCache;
+  }
+
+  /** The subtree at `tokens` (RFC 6901 reference tokens) as of {@link seq}, serialized; `json` undefined when nothing is there. */
+  subtreeJson(tokens: readonly string[]): { seq: number; json: string | undefined } {
+    const value = resolveTokens(this.mirror, tokens);
+    return { seq: this.seqNo, json: value === undefined ? undefined : JSON.stringify(value) };
+  }
+
+  /** Whether something is at `tokens` in the document as of {@link seq}. */
+  existsAt(tokens: readonly string[]): boolean {
+    return resolveTokens(this.mirror, tokens) !== undefined;
+  }
+
+  /**
    * Change the document. `mutate` edits a draft; the change is recorded as RFC 6902 operations
    * and published with the other changes of the same tick as one envelope.
+   *
+   * The draft is a Proxy that records which members were written, and only those are diffed
+   * (`draft.ts`): the cost follows the size of the change, not of the document. Values assigned
+   * into the draft are copied in; keep no reference to the draft or its parts after `mutate`.
+   * Its objects are Proxies: read them, spread them or `JSON.stringify` them, but `structuredClone`
+   * cannot copy them. An append to an array (`chunks.push(text)`) becomes `add …/chunks/K`.
    */
   update(mutate: (draft: KernelState) => void): void {
-    mutate(this.doc);
-    const ops = fastJsonPatch.compare(this.shadow, this.doc);
+    mutate(this.recorder.draft(this.doc));
+    const ops = this.recorder.diff(this.shadow, this.doc);
     if (ops.length === 0) return;
     applyPatch(this.shadow, deepClone(ops) as Operation[]);
     this.pending.push(...ops);
