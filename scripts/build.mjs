@@ -2,7 +2,7 @@
 // Builds everything Warden needs from source, in order:
 //   1. wit/deps: the WASI 0.2 WIT packages, copied from jco's bundled definitions;
 //   2. generated types: host types (kernel/generated) and guest types (components/types) from wit/;
-//   3. kernel: TypeScript → dist/ (tsc);
+//   3. kernel: TypeScript → dist/ (tsc), then the web UI: web/ → dist/web/ (Vite);
 //   4. components: each components/<name>/index.ts bundled by esbuild and componentized by
 //      componentize-qjs in sync mode, as `warden build` does (dist/kernel/devkit/build.js)
 //      → build/components/<name>.wasm (skipped when unchanged);
@@ -90,6 +90,14 @@ function compileKernel() {
   step(`kernel compiled to dist/ in ${Date.now() - t} ms`);
 }
 
+/** The web UI: Vite's `build()` with web/vite.config.ts (Preact sources in web/src) → dist/web/. */
+async function buildWeb() {
+  const t = Date.now();
+  const { build } = await import('vite');
+  await build({ configFile: join(root, 'web/vite.config.ts'), logLevel: 'warn' });
+  step(`web UI built to dist/web/ in ${Date.now() - t} ms`);
+}
+
 async function buildComponents() {
   // The bundling and componentizing of `warden build` (kernel/devkit/build.ts), compiled just before.
   const { bundleComponent, componentizeBundle } = await import(pathToFileURL(join(root, 'dist/kernel/devkit/build.js')).href);
@@ -141,5 +149,6 @@ writeGenerated(generated);
 step(`types generated from wit/ (${generated.size} files)`);
 if (args.has('--gen-only')) process.exit(0);
 compileKernel();
+await buildWeb();
 await buildComponents();
 step(`done in ${((Date.now() - started) / 1000).toFixed(1)} s`);

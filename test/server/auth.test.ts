@@ -168,8 +168,12 @@ describe('every protected route', () => {
     expect((await fetch(`${base}/health`)).status).toBe(200);
     const index = await fetch(`${base}/`);
     expect(index.status).toBe(200);
-    expect(await index.text()).toContain('id="login"');
-    expect((await fetch(`${base}/client.js`)).status).toBe(200);
+    const html = await index.text();
+    expect(html).toContain('id="app"');
+    const script = /src="(\/assets\/[^"]+\.js)"/.exec(html)?.[1];
+    expect((await fetch(`${base}${script}`)).status).toBe(200);
+    // A client-side route of the UI is a page load too (index.html), without a login.
+    expect(await (await fetch(`${base}/tasks/t-12345678`, { headers: { accept: 'text/html' } })).text()).toContain('id="app"');
     for (const path of ['/%61pi/state', '/api/../api/state', '/metrics?x=1', '/API/state', '/api/', '/api']) {
       expect((await fetch(`${base}${path}`)).status, path).toBe(401);
     }

@@ -19,7 +19,17 @@ const componentName = z.object({ name: z.string().regex(/^[a-z][a-z0-9-]{0,63}$/
 
 export async function componentRoutes(app: FastifyInstance, opts: { kernel: Kernel }): Promise<void> {
   const { kernel } = opts;
-  app.get('/api/components', async () => Object.values(kernel.state.current.components));
+  // Each component as in the state document, plus its effective grants and limits and where each
+  // came from (`warden component grants`); granted env values may be secrets: names only.
+  app.get('/api/components', async () => {
+    const registered = new Map(kernel.registry.list().map((c) => [c.name, c]));
+    return Object.values(kernel.state.current.components).map((state) => {
+      const component = registered.get(state.name);
+      if (!component) return state;
+      const { grants, limits, explain } = kernel.effectiveFor(component.manifest, component.builtin);
+      return { ...state, grants: { ...grants, env: Object.keys(grants.env).sort() }, limits, explain, ...(component.addedAt ? { pinnedAt: component.addedAt } : {}) };
+    });
+  });
   // 200 whatever the tool answered: `{ok: true, output}` or its error case `{ok: false, error}`.
   app.post('/api/components/:name/call', async (req) => {
     const { name } = parse(componentName, req.params);
