@@ -14,10 +14,11 @@ import { Mesh, type CallContext, type CallStats, type MeshComponent, type Notice
 import { Metrics } from './metrics.js';
 import { SessionFs, type FileChange } from './vfs/index.js';
 import { DEFAULT_ORPHAN_DAYS, discardOrphans, recoverSessions } from './session-policy.js';
-import { KERNEL_PID_FILE, Store } from './store/index.js';
-import { StateDocument, type TaskState, type ToolCall } from './state/index.js';
-import { Inference, parseTarget, type ChatRequest } from './inference/index.js';
-import { fetchGranted } from './http/outbound.js';
+import { KERNEL_PID_FILE, Store, type TaskRow } from './store/index.js';
+import { StateDocument, type PrivacyLevel, type TaskState, type ToolCall } from './state/index.js';
+import { DeltaBuffer, Inference, strictestPrivacy, type ChatRequest, type ChatResult, type InferenceFailure } from './inference/index.js';
+import { addFallback, appendChunk, clearChunks, failTurn, finishTurn, startTurn } from './inference/turns.js';
+import { checkOutbound, fetchGranted } from './http/outbound.js';
 import type { OutboundRequest } from './wasi/http.js';
 import { configFile, readConfig, type Config } from './config/index.js';
 import { BUILT_COMPONENTS } from './paths.js';
@@ -26,6 +27,11 @@ import { ApiKeys } from './auth/index.js';
 import { auditConfig } from './audit/index.js';
 import { PinReloader } from './reload.js';
 import { RuntimeEvents } from './runtime/events.js';
+import { Budgets, type BudgetLimits } from './runtime/budgets.js';
+import { Transcripts, replayConfig, transcriptsDir } from './transcript/index.js';
+import { minMode, Policies, policySpecFor, POLICY_MODES, type PolicyAction, type PolicyDecision, type PolicyMode } from './policy/index.js';
+import { Approvals, approvalDetail } from './approvals/index.js';
+import { redactSecrets } from './secrets/detect.js';
 
 /** Options for {@link Kernel.start}. */
 export interface KernelOptions {
@@ -38,6 +44,16 @@ export interface KernelOptions {
   /** Logger (default: pino to stderr at `info`, `silent` when `quiet`). */
   logger?: Logger;
   quiet?: boolean;
+  /**
+   * A transcript to replay (`warden run --replay`): the run's only backend is a `replay` backend
+   * serving that transcript's recorded model responses (see `replayConfig`).
+   */
+  replay?: string;
+  /**
+   * The operator's permission mode for this kernel instead of the config's `policy.mode`
+   * (`warden run --mode`; tests that edit files run under `acceptEdits`).
+   */
+  policyMode?: PolicyMode;
 }
 
 /** What `submitTask` takes. */
@@ -47,8 +63,21 @@ export interface TaskInput {
   /** `model@backend` or a bare model name. */
   model?: string;
   maxTurns?: number;
+  /** The privacy level the task starts at: it may raise `inference.privacy`, never lower it; secrets in its requests escalate it to `strict`. */
+  privacy?: PrivacyLevel;
+  /** This task's token budget (prompt + completion); default `budgets.maxTokens`. */
+  maxTokens?: number;
+  /** This task's cost budget in US dollars; default `budgets.maxCostUsd`. */
+  maxCostUsd?: number;
+  /** This task's wall-time budget per run, ms; default `budgets.maxWallMs`. */
+  maxWallMs?: number;
   /** Id of the API key that submitted it (stored as `tasks.key_id`, counted for `server.tasksPerKey`). */
   keyId?: string | null;
+  /**
+   * This task's permission mode: a cap on the mode of every call it makes (it can only lower
+   * what the config gives). Absent: no cap. Above `policy.mode` it is refused (`E_POLICY_DENIED`).
+   */
+  mode?: PolicyMode;
 }
 
 /** What {@link Kernel.drain} takes. */
@@ -90,8 +119,18 @@ export class Kernel {
   readonly reloader: PinReloader;
   /** What happens while tasks run (inference, tool calls, decisions, usage); transcripts, metrics and budgets listen. */
   readonly events: RuntimeEvents;
+  /** JSONL transcript per task in `<dataDir>/transcripts/` (a bus listener). */
+  readonly transcripts: Transcripts;
+  /** Token, cost, wall-time and turn budgets and doom-loop detection (a bus listener that calls {@link stopTask}). */
+  readonly budgets: Budgets;
+  /** Compiled policies per component, for the decisions made on the main thread (commits, outbound hosts). */
+  readonly policies: Policies;
+  /** Policy approvals: in the store and at `/approvals` in the state document; decided by the UI, REST or the CLI. */
+  readonly approvals: Approvals;
   /** Per running task: aborted by {@link stopTask} (cancels its inference requests). */
   private readonly taskAborts = new Map<string, AbortController>();
+  /** Tasks whose runtime record is to be written at the end of this tick. */
+  private readonly runtimeDirty = new Set<string>();
   /** Per task: inference requests made so far (turn numbers of `inference.request` events). */
   private readonly turnCounters = new Map<string, number>();
   private readonly running = new Map<string, Promise<TaskState>>();
@@ -115,15 +154,50 @@ export class Kernel {
     this.sessions = new SessionFs(join(dataDir, 'sessions'));
     this.engine = new Engine(join(dataDir, 'cache'));
     this.registry = new ComponentRegistry(dataDir, store, this.engine);
-    this.inference = new Inference(config.backends, env);
-    this.state = new StateDocument({ kernel: { startedAt: Date.now(), version: '0.1.0' }, components: {}, tasks: {}, approvals: {}, backends: {} });
+    this.inference = new Inference(config.backends, {
+      env, settings: config.inference, events: this.events, log,
+      onBackendState: (backend) => this.state.update((d) => {
+        d.backends[backend.name] = backend;
+      }),
+    });
+    this.state = new StateDocument(
+      { kernel: { startedAt: Date.now(), version: '0.1.0' }, components: {}, tasks: {}, approvals: {}, backends: this.inference.backendStates() },
+      config.server.retainedEnvelopes,
+    );
     this.mesh = new Mesh(
       { request: (op, body, ctx, component) => this.hostRequest(op, body, ctx, component), notice: (n) => this.onNotice(n) },
       { sessionsDir: this.sessions.sessionsDir, sqlDir: join(dataDir, 'scopes') },
     );
     this.metrics = new Metrics(this.mesh);
+    this.metrics.watch(this.events, {
+      tasks: () => Object.values(this.state.current.tasks),
+      openSessions: () => (this.store.db.open ? this.store.sessions('open').length : 0),
+      kindOf: (name) => this.state.current.components[name]?.kind,
+    });
+    this.transcripts = new Transcripts(transcriptsDir(dataDir), log);
+    this.transcripts.attach(this.events);
+    this.budgets = new Budgets(
+      {
+        stopTask: (id, reason) => this.stopTask(id, reason),
+        usageOf: (id) => {
+          const usage = this.state.current.tasks[id]?.usage;
+          return { tokens: (usage?.promptTokens ?? 0) + (usage?.completionTokens ?? 0), costUsd: usage?.costUsd ?? 0 };
+        },
+        maxTurnsOf: (id) => this.store.task(id)?.max_turns ?? config.maxTurns,
+        kindOf: (name) => this.state.current.components[name]?.kind,
+        onStop: (budget) => this.metrics.budgetStops.inc({ budget }),
+      },
+      config.budgets,
+    );
+    this.events.on(this.budgets.listener);
+    // The runtime record (cost, turns, fallbacks, privacy…) is written once per tick for each task that changed.
+    this.events.on((event) => {
+      if (event.taskId !== undefined && RUNTIME_EVENTS.has(event.type)) this.persistRuntimeSoon(event.taskId);
+    });
     this.keys = new ApiKeys(store, { env, loginTtlMs: config.server.loginTtlMs, failureLimit: config.server.authFailuresPerMinute });
     this.reloader = new PinReloader(this);
+    this.policies = new Policies(config.policy, (name) => this.mesh.component(name)?.kind);
+    this.approvals = new Approvals(store, this.state, this.events);
   }
 
   /**
@@ -133,7 +207,10 @@ export class Kernel {
   static async start(options: KernelOptions): Promise<Kernel> {
     const dataDir = resolve(options.dataDir);
     const env = options.env ?? process.env;
-    const { config, warnings } = readConfig(configFile(dataDir), env, options.baseURL);
+    const read = readConfig(configFile(dataDir), env, options.baseURL);
+    const { warnings } = read;
+    const config = options.replay ? replayConfig(read.config, resolve(options.replay)) : read.config;
+    if (options.policyMode) config.policy = { ...config.policy, mode: options.policyMode };
     const log = options.logger ?? pino({ level: options.quiet ? 'silent' : 'info' }, pino.destination(2));
     for (const w of warnings) log.warn({ field: w.path }, `config: ${w.message}`);
     const store = new Store(join(dataDir, 'warden.db'));
@@ -179,6 +256,7 @@ export class Kernel {
       }
       if (status === 'interrupted') this.store.interruptToolCalls(row.id);
       const session = row.session_id ? this.store.session(row.session_id) : undefined;
+      const runtime = parseRuntime(row.runtime);
       const steps: TaskState['steps'] = {};
       for (const step of this.store.steps(row.id)) steps[String(step.n)] = { n: step.n, component: step.component, step: step.step, detail: step.detail, ts: step.ts };
       const toolCalls: TaskState['toolCalls'] = {};
@@ -199,9 +277,14 @@ export class Kernel {
           ...(row.summary ? { summary: row.summary } : {}),
           ...(row.error ? { error: row.error } : {}),
           ...(row.finished_at ? { finishedAt: Date.parse(row.finished_at) } : {}),
+          ...(row.mode ? { mode: row.mode } : {}),
+          ...restoredRuntime(runtime, row),
         };
       });
+      if (runtime?.budgets) this.budgets.limit(row.id, runtime.budgets);
     }
+    // Pending approvals stay pending (decidable by the CLI meanwhile); a resumed task reuses them.
+    this.approvals.restore();
   }
 
   /**
@@ -255,6 +338,7 @@ export class Kernel {
       name: manifest.name, kind: manifest.kind, compiled, grants, limits, prewarm: component.builtin,
       ...(this.config.pools[manifest.name] ? { pool: this.config.pools[manifest.name] } : {}),
       subscribe: manifest.subscribe,
+      policy: policySpecFor(this.config.policy, manifest.name, manifest.kind),
     };
   }
 
@@ -287,11 +371,15 @@ export class Kernel {
   /**
    * Queue a task and start it. @returns the task id
    * @throws WardenError `E_BAD_INPUT` (empty prompt), `E_NOT_FOUND` (workspace is not a directory),
-   *   `E_SHUTTING_DOWN` (after {@link stopAccepting})
+   *   `E_POLICY_DENIED` (a mode above the configured `policy.mode`), `E_SHUTTING_DOWN` (after {@link stopAccepting})
    */
   submitTask(input: TaskInput): string {
     this.assertAccepting();
     if (!input.prompt.trim()) throw new WardenError('E_BAD_INPUT', 'task is empty: say what the agent should do');
+    const configured = this.config.policy.mode;
+    if (input.mode && minMode(input.mode, configured) !== input.mode) {
+      throw new WardenError('E_POLICY_DENIED', `mode ${input.mode} is above the configured policy.mode ${configured}; a task may only lower it (${POLICY_MODES.slice(0, POLICY_MODES.indexOf(configured) + 1).join(', ')}); the operator raises it in the config`);
+    }
     const workspace = resolve(input.workspace);
     if (!existsSync(workspace)) throw new WardenError('E_NOT_FOUND', `workspace ${workspace} does not exist`);
     const id = `t-${randomUUID().slice(0, 8)}`;
@@ -300,14 +388,17 @@ export class Kernel {
     const maxTurns = input.maxTurns ?? this.config.maxTurns;
     this.store.insertTask({
       id, prompt: input.prompt, workspace, model, status: 'queued', session_id: null, summary: null, error: null,
-      created_at: createdAt.toISOString(), finished_at: null, max_turns: maxTurns, key_id: input.keyId ?? null,
+      created_at: createdAt.toISOString(), finished_at: null, max_turns: maxTurns, key_id: input.keyId ?? null, mode: input.mode ?? null,
     });
     this.state.update((d) => {
       d.tasks[id] = {
         id, prompt: input.prompt, workspace, model, status: 'queued', sessionId: null, createdAt: createdAt.getTime(),
-        steps: {}, toolCalls: {}, usage: { promptTokens: 0, completionTokens: 0 },
+        steps: {}, toolCalls: {}, usage: { promptTokens: 0, completionTokens: 0 }, ...(input.mode ? { mode: input.mode } : {}),
+        privacy: { level: strictestPrivacy(input.privacy, this.config.inference.privacy) },
       };
     });
+    this.budgets.limit(id, { maxTokens: input.maxTokens, maxCostUsd: input.maxCostUsd, maxWallMs: input.maxWallMs });
+    this.persistRuntime(id);
     this.running.set(id, this.runTask(id, maxTurns));
     return id;
   }
@@ -368,6 +459,37 @@ export class Kernel {
     return true;
   }
 
+  /** Write the task's runtime record after this tick (changes of one tick make one write). */
+  private persistRuntimeSoon(id: string): void {
+    if (this.runtimeDirty.has(id)) return;
+    this.runtimeDirty.add(id);
+    setImmediate(() => {
+      this.runtimeDirty.delete(id);
+      if (this.store.db.open) this.persistRuntime(id);
+    });
+  }
+
+  /**
+   * Write what the agent runtime recorded on a task beyond its tokens (cost per target, turns,
+   * fallbacks, privacy, category, stop reason, its own budgets) to `tasks.runtime`, so a restart
+   * shows the same task. Turns are kept with their text joined into one chunk.
+   */
+  private persistRuntime(id: string): void {
+    const task = this.state.current.tasks[id];
+    if (!task) return;
+    const record: TaskRuntime = {
+      ...(task.usage.costUsd !== undefined ? { costUsd: task.usage.costUsd } : {}),
+      ...(task.usage.byTarget ? { byTarget: task.usage.byTarget } : {}),
+      ...(task.turns ? { turns: Object.fromEntries(Object.entries(task.turns).map(([n, t]) => [n, { ...t, chunks: t.chunks.length > 0 ? [t.chunks.join('')] : [] }])) } : {}),
+      ...(task.fallbacks ? { fallbacks: task.fallbacks } : {}),
+      ...(task.privacy ? { privacy: task.privacy } : {}),
+      ...(task.category ? { category: task.category } : {}),
+      ...(task.stopReason ? { stopReason: task.stopReason } : {}),
+      budgets: this.budgets.ownLimitsOf(id),
+    };
+    this.store.updateTask(id, { runtime: JSON.stringify(record) });
+  }
+
   private async runTask(id: string, maxTurns: number, history?: unknown[]): Promise<TaskState> {
     const task = this.state.current.tasks[id]!;
     this.setTask(id, { status: 'running' });
@@ -385,7 +507,7 @@ export class Kernel {
           history: history ? JSON.stringify(history) : null,
         }),
       },
-      { taskId: id, sessionId: task.sessionId, chain: [], deadline, grants: KERNEL_GRANTS },
+      { taskId: id, sessionId: task.sessionId, chain: [], deadline, grants: KERNEL_GRANTS, ...(task.mode ? { mode: task.mode } : {}) },
     );
     // Interrupted by a drain, which records the outcome; the store may be closing.
     if (this.interrupting.has(id)) return this.state.current.tasks[id]!;
@@ -512,7 +634,9 @@ export class Kernel {
         return { workspace: this.sessions.meta(String(b['id'])).workspace };
       case 'session.diff':
         return this.sessions.diff(String(b['id'])).map((c) => ({ path: c.path, kind: c.kind, renamedFrom: c.from, unified: c.unified }));
-      case 'session.commit':
+      case 'session.commit': {
+        const refusal = await this.policyGate(ctx, component, ...this.commitAction(String(b['id'])));
+        if (refusal !== null) throw { tag: 'denied', val: refusal };
         try {
           this.commitNow(String(b['id']));
         } catch (err) {
@@ -521,27 +645,126 @@ export class Kernel {
           throw { tag: 'failed', val: messageOf(err) };
         }
         return null;
+      }
       case 'session.rollback':
         this.discardSession(String(b['id']));
         return null;
       case 'inference.chat':
         return this.inferenceChat(body as ChatRequest, ctx);
-      case 'http.fetch':
+      case 'policy.ask':
+        return this.policyAsk(body as PolicyDecision & { kind: PolicyAction['kind']; detail: string; deadline: number }, ctx, component);
+      case 'http.fetch': {
+        // The policy decides on requests the grant allows (the fetch checks the grant itself again).
+        const request = body as OutboundRequest;
+        const target = checkOutbound(request, ctx.grants.http);
+        if (target.ok) {
+          const detail = `${request.method} ${target.url.protocol}//${target.url.host}${target.url.pathname}`;
+          const refusal = await this.policyGate(ctx, component, { kind: 'http', host: target.host }, detail);
+          if (refusal !== null) return { error: { tag: 'HTTP-request-denied' } };
+        }
         // Denials are audited like the worker's own denial notices (kind `denied`, a step on the task).
-        return fetchGranted(body as OutboundRequest, ctx.grants.http, {
+        return fetchGranted(request, ctx.grants.http, {
           maxBodyBytes: this.mesh.component(component)?.limits.outputBytes ?? 8 * 2 ** 20,
           deadline: ctx.deadline,
           onDenied: (reason) => this.onNotice({ type: 'notice', op: 'denied', body: { capability: 'http', reason }, ctx, component }),
         });
+      }
       default:
         throw new WardenError('E_BAD_INPUT', `${component} asked for unknown host service ${op}`);
     }
   }
 
+  // ---- policy -------------------------------------------------------------------------------
+
+  /** The policy action and review detail of committing session `id`: every path it changes (both sides of a rename). */
+  private commitAction(id: string): [PolicyAction, string] {
+    let changes: FileChange[] = [];
+    try {
+      changes = this.sessions.diff(id);
+    } catch {
+      // No such session: the commit itself reports it.
+    }
+    const paths = changes.flatMap((c) => (c.from ? [c.from, c.path] : [c.path]));
+    const detail = changes.map((c) => `${c.kind} ${c.from ? `${c.from} → ` : ''}${c.path}`).join('\n') || '(no changes)';
+    return [{ kind: 'commit', session: id, paths }, detail];
+  }
+
+  /**
+   * Decide on an action a component takes through a host service (a commit, an outbound
+   * request) on the main thread, where those services run: the component's policy under its
+   * acting mode (its own mode capped by the one its call carries). Actions outside tasks are the
+   * operator's own and are not decided.
+   * @returns null when the action may go on, else why it is denied
+   */
+  private async policyGate(ctx: CallContext, component: string, action: PolicyAction, detail: string): Promise<string | null> {
+    const taskId = ctx.taskId;
+    if (!taskId || !this.state.current.tasks[taskId]) return null;
+    const policy = this.policies.of(component);
+    const decision = policy.decide(action, policy.modesFor(ctx.mode).acting);
+    if (decision.decision === 'ask') {
+      const answer = await this.askApproval(taskId, component, action.kind, decision, detail, Math.min(ctx.deadline, Date.now() + this.config.policy.approvalTimeoutMs));
+      return answer.status === 'approved' ? null : answer.message ?? `E_POLICY_DENIED: ${decision.subject} was not approved`;
+    }
+    this.onPolicyDecision(taskId, component, { ...decision, kind: action.kind });
+    if (decision.decision === 'allow') return null;
+    return `E_POLICY_DENIED: ${decision.subject} is denied by the policy rule \`${decision.rule}\` of ${component}; do something else, or ask the operator to change policy.rules in the kernel's config`;
+  }
+
+  /** The `policy.ask` host service: a worker's call waits for an approval (see `policyRefusal` in the mesh worker). */
+  private async policyAsk(
+    body: PolicyDecision & { kind: PolicyAction['kind']; detail: string; deadline: number }, ctx: CallContext, component: string,
+  ): Promise<{ status: string; id: string; message?: string }> {
+    if (!ctx.taskId || !this.state.current.tasks[ctx.taskId]) {
+      return { status: 'denied', id: '', message: `E_POLICY_DENIED: ${body.subject} needs an approval and the call belongs to no task of this kernel` };
+    }
+    return this.askApproval(ctx.taskId, component, body.kind, body, body.detail, Math.min(ctx.deadline, Number(body.deadline) || ctx.deadline));
+  }
+
+  /**
+   * An `ask`: create (or reuse) the approval, emit the `policy` event with its id, add a step
+   * saying how to decide, and wait until it is decided or `deadline` expires it. A denial or
+   * expiry is audited as `policy.deny`.
+   */
+  private async askApproval(
+    taskId: string, component: string, kind: PolicyAction['kind'], decision: PolicyDecision, detail: string, deadline: number,
+  ): Promise<{ status: string; id: string; message?: string }> {
+    const asked = this.approvals.ask({ taskId, component, kind, subject: decision.subject, detail: approvalDetail(detail), rule: decision.rule, deadline });
+    const id = asked.approval.id;
+    this.events.emit(taskId, { type: 'policy', subject: decision.subject, kind, decision: 'ask', rule: decision.rule, mode: decision.mode, approvalId: id });
+    if (asked.approval.status === 'pending') {
+      this.addStep(taskId, component, 'approval', `${asked.approval.subject} waits for approval ${id} (${decision.rule}): approve or deny it in the web UI, \`warden approve ${id}\` or \`warden approve ${id} --deny\``);
+    } else {
+      this.addStep(taskId, component, 'approval', `${asked.approval.subject}: approval ${id} was already ${asked.approval.status}`);
+    }
+    const decided = await asked.decided;
+    if (decided.status === 'approved') return { status: 'approved', id };
+    const message = decided.status === 'expired'
+      ? `E_POLICY_DENIED: ${decision.subject} needs an approval (\`${decision.rule}\`) and approval ${id} expired at the call's deadline with no decision`
+      : `E_POLICY_DENIED: ${decision.subject} was denied${decided.decidedBy ? ` by ${decided.decidedBy}` : ''}${decided.reason ? ` (${decided.reason})` : ''}, approval ${id}; do something else`;
+    this.onPolicyDenied(taskId, component, { subject: decision.subject, kind, rule: decision.rule, mode: decision.mode, approvalId: id, status: decided.status });
+    return { status: decided.status, id, message };
+  }
+
+  /** A decision made without asking (in a worker, or here): the `policy` event; a denial is also audited and a step. */
+  private onPolicyDecision(taskId: string, component: string, d: PolicyDecision & { kind: PolicyAction['kind'] }): void {
+    this.events.emit(taskId, { type: 'policy', subject: d.subject, kind: d.kind, decision: d.decision, rule: d.rule, mode: d.mode });
+    if (d.decision === 'deny') this.onPolicyDenied(taskId, component, { subject: d.subject, kind: d.kind, rule: d.rule, mode: d.mode });
+  }
+
+  private onPolicyDenied(taskId: string, component: string, detail: { subject: string; kind: string; rule: string; mode: string; approvalId?: string; status?: string }): void {
+    const subject = redactSecrets(detail.subject);
+    this.store.audit('policy.deny', { ...detail, subject }, component, taskId);
+    const why = detail.approvalId ? `approval ${detail.approvalId} ${detail.status}` : detail.rule;
+    this.addStep(taskId, component, 'denied', `policy: ${subject} denied (${why})`);
+  }
+
   /**
    * The `inference.chat` host service: refused once the task was stopped; the conversation is
-   * recorded before the request (a kernel killed while it waits resumes by asking again); usage is
-   * added to the task. Events: `inference.request`, then `inference.response` + `usage` or
+   * recorded before the request (a kernel killed while it waits resumes by asking again). The
+   * request is routed by the task's category and privacy level; the task records the turn
+   * (`turns[n]`, its streamed text appended to `chunks` once per `inference.deltaIntervalMs`),
+   * every fallback, privacy escalations, and tokens and cost (total and per `model@backend`).
+   * Events: `inference.request`, `privacy`, `fallback`, then `inference.response` + `usage` or
    * `inference.error`.
    * @throws WIT `inference-error` values (see {@link Inference.chat}); `denied` for a stopped task
    */
@@ -550,35 +773,66 @@ export class Kernel {
     const stopped = taskId ? this.state.current.tasks[taskId]!.stopReason : undefined;
     if (stopped) throw { tag: 'denied', val: `the kernel stopped this task: ${stopped}` };
     const turn = taskId ? (this.turnCounters.get(taskId) ?? 0) + 1 : 0;
+    const onTask = (change: (task: TaskState) => void) => {
+      if (taskId) this.state.update((d) => d.tasks[taskId] && change(d.tasks[taskId]));
+    };
     if (taskId) {
       this.turnCounters.set(taskId, turn);
       this.recordConversation(taskId, request.messages);
       this.events.emit(taskId, { type: 'inference.request', turn, target: request.model, messages: request.messages, tools: request.tools.map((t) => t.name) });
+      onTask((t) => startTurn(t, turn, request.model, Date.now()));
     }
     const remaining = ctx.deadline - Date.now();
     const signals = [this.interruption.signal, AbortSignal.timeout(Math.max(1, remaining))];
     const taskAbort = taskId ? this.taskAborts.get(taskId) : undefined;
     if (taskAbort) signals.push(taskAbort.signal);
-    const started = Date.now();
-    let response;
+    const task = taskId ? this.state.current.tasks[taskId] : undefined;
+    const chunks = new DeltaBuffer(this.config.inference.deltaIntervalMs, (chunk) => onTask((t) => appendChunk(t, turn, chunk)));
+    let result: ChatResult;
     try {
-      response = await this.inference.chat(request, AbortSignal.any(signals));
+      result = await this.inference.chat(request, {
+        signal: AbortSignal.any(signals), deadline: ctx.deadline, taskId: taskId || undefined,
+        category: task?.category, privacy: task?.privacy?.level,
+        onDelta: (text) => taskId && chunks.push(text),
+        onRestart: () => {
+          chunks.discard();
+          onTask((t) => clearChunks(t, turn));
+        },
+        onFallback: (fallback) => {
+          onTask((t) => addFallback(t, turn, fallback, Date.now()));
+          if (taskId) this.events.emit(taskId, { type: 'fallback', turn, ...fallback });
+        },
+        onPrivacy: (privacy) => {
+          if (!taskId) return;
+          const before = this.state.current.tasks[taskId]?.privacy;
+          if (privacy.escalated) onTask((t) => void (t.privacy = { level: privacy.level, reason: privacy.reason! }));
+          if (privacy.escalated || turn === 1 || before?.level !== privacy.level) {
+            this.events.emit(taskId, { type: 'privacy', turn, level: privacy.level, ...(privacy.reason ? { reason: privacy.reason } : {}) });
+          }
+        },
+      });
     } catch (err) {
-      if (taskId) this.events.emit(taskId, { type: 'inference.error', turn, target: request.model, error: (err as { val?: string }).val ?? messageOf(err) });
+      chunks.flush();
+      const failure = err as Partial<InferenceFailure>;
+      const message = typeof failure.val === 'string' ? failure.val : messageOf(err);
+      onTask((t) => failTurn(t, turn, message, Date.now()));
+      if (taskId) this.events.emit(taskId, { type: 'inference.error', turn, target: request.model, error: message });
       const reason = taskId ? this.state.current.tasks[taskId]?.stopReason : undefined;
       if (reason) throw { tag: 'denied', val: `the kernel stopped this task: ${reason}` };
-      throw err;
+      // Guests get the WIT value alone; the kernel code (`E_PRIVACY_STRICT`, …) is for kernel callers.
+      throw typeof failure.tag === 'string' ? { tag: failure.tag, val: message } : err;
     }
+    chunks.flush();
+    const { response, backend, model, costUsd } = result;
     if (taskId) {
-      this.state.update((d) => {
-        const usage = d.tasks[taskId]!.usage;
-        usage.promptTokens += response.usage.promptTokens;
-        usage.completionTokens += response.usage.completionTokens;
-      });
+      onTask((t) => finishTurn(t, turn, result, Date.now()));
       this.store.addUsage(taskId, response.usage.promptTokens, response.usage.completionTokens);
-      const { model, backend } = parseTarget(request.model, this.inference.defaultBackend);
-      this.events.emit(taskId, { type: 'inference.response', turn, target: request.model, backend, model, response, costUsd: 0, durationMs: Date.now() - started });
-      this.events.emit(taskId, { type: 'usage', backend, model, promptTokens: response.usage.promptTokens, completionTokens: response.usage.completionTokens, costUsd: 0 });
+      if (result.warning) this.events.emit(taskId, { type: 'privacy', turn, level: result.privacy.level, reason: result.warning });
+      this.events.emit(taskId, { type: 'inference.response', turn, target: request.model, backend, model, response, costUsd, durationMs: result.durationMs });
+      this.events.emit(taskId, { type: 'usage', backend, model, promptTokens: response.usage.promptTokens, completionTokens: response.usage.completionTokens, costUsd });
+      // A budget listener may have stopped the task on this answer's usage: the agent does not act on it.
+      const stopReason = this.state.current.tasks[taskId]?.stopReason;
+      if (stopReason) throw { tag: 'denied', val: `the kernel stopped this task: ${stopReason}` };
     }
     return response;
   }
@@ -592,6 +846,12 @@ export class Kernel {
     switch (notice.op) {
       case 'progress':
         if (taskId) this.addStep(taskId, notice.component, String(body['step']), String(body['detail']));
+        // A supervisor's classification of the task selects its `inference.categories` target (an agent's report does not).
+        if (taskId && body['step'] === 'category' && this.state.current.tasks[taskId] && this.state.current.components[notice.component]?.kind === 'supervisor') {
+          this.state.update((d) => {
+            d.tasks[taskId]!.category = String(body['detail']);
+          });
+        }
         break;
       case 'log':
         this.log.info({ component: notice.component, task: taskId || undefined, level: body['level'] }, String(body['message']));
@@ -605,10 +865,12 @@ export class Kernel {
         let recorded: ToolCall | undefined;
         this.state.update((d) => {
           const calls = d.tasks[taskId]!.toolCalls;
-          const call = (calls[span.spanId] ??= {
+          calls[span.spanId] ??= {
             id: span.spanId, caller: notice.component, target: span.target, method: span.method,
             input: span.input ?? '', status: 'running', startedAt: span.startedAt,
-          });
+          };
+          // Read back through the draft: a value written into it is copied in, so the literal above is not the document's.
+          const call = calls[span.spanId]!;
           if (notice.op === 'span-end') {
             call.status = span.outcome === 'ok' ? 'ok' : 'error';
             call.outcome = span.outcome ?? 'ok';
@@ -653,6 +915,9 @@ export class Kernel {
       case 'limit':
         this.store.audit('limit', body, notice.component, taskId || undefined);
         if (taskId) this.addStep(taskId, notice.component, 'limit', String(body['reason']));
+        break;
+      case 'policy':
+        if (taskId && this.state.current.tasks[taskId]) this.onPolicyDecision(taskId, notice.component, body as unknown as PolicyDecision & { kind: PolicyAction['kind'] });
         break;
       case 'denied':
         this.store.audit('denied', body, notice.component, taskId || undefined);
@@ -747,9 +1012,13 @@ export class Kernel {
    * after a drain), fold the WAL into the database file, close the store and remove `kernel.pid`.
    */
   async close(stop?: StopRecord): Promise<void> {
+    // Pending approvals stay pending in the store: decidable while the kernel is down, reused on resume.
+    this.approvals.close();
     await this.reloader.close();
     await this.mesh.close();
     this.state.flush();
+    this.budgets.close();
+    this.transcripts.close();
     if (this.store.db.open) this.store.audit('kernel.stop', stop ? { reason: stop.reason, interrupted: stop.interrupted, graceMs: stop.graceMs } : { reason: 'closed' });
     try {
       // The database file alone is then complete (a copy of it needs no -wal beside it).
@@ -782,4 +1051,50 @@ function settleWithin(work: Promise<unknown>[], ms: number, skip?: AbortSignal):
     skip?.addEventListener('abort', onSkip, { once: true });
     void Promise.allSettled(work).then(() => done('settled'));
   });
+}
+
+/** Task events after which the task's runtime record is written. */
+const RUNTIME_EVENTS = new Set(['inference.response', 'inference.error', 'fallback', 'privacy', 'usage', 'task.end', 'step']);
+
+/** What `tasks.runtime` holds (JSON): the parts of a task's state that tokens and steps do not cover. */
+interface TaskRuntime {
+  costUsd?: number;
+  byTarget?: NonNullable<TaskState['usage']['byTarget']>;
+  turns?: NonNullable<TaskState['turns']>;
+  fallbacks?: NonNullable<TaskState['fallbacks']>;
+  privacy?: NonNullable<TaskState['privacy']>;
+  category?: string;
+  stopReason?: string;
+  /** The task's own budgets (fields it was submitted with). */
+  budgets?: BudgetLimits;
+}
+
+/** `tasks.runtime` parsed; undefined when absent or unreadable (the task is shown without it). */
+function parseRuntime(json: string | null | undefined): TaskRuntime | undefined {
+  if (!json) return undefined;
+  try {
+    return JSON.parse(json) as TaskRuntime;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The fields of a restored task that come from its runtime record; a turn still streaming when the kernel stopped ends as an error. */
+function restoredRuntime(runtime: TaskRuntime | undefined, row: TaskRow): Partial<TaskState> {
+  if (!runtime) return {};
+  const turns = runtime.turns
+    ? Object.fromEntries(Object.entries(runtime.turns).map(([n, t]) => [n, t.status === 'streaming' ? { ...t, status: 'error' as const, error: 'the kernel stopped while this answer streamed' } : t]))
+    : undefined;
+  return {
+    usage: {
+      promptTokens: row.prompt_tokens ?? 0, completionTokens: row.completion_tokens ?? 0,
+      ...(runtime.costUsd !== undefined ? { costUsd: runtime.costUsd } : {}),
+      ...(runtime.byTarget ? { byTarget: runtime.byTarget } : {}),
+    },
+    ...(turns ? { turns } : {}),
+    ...(runtime.fallbacks ? { fallbacks: runtime.fallbacks } : {}),
+    ...(runtime.privacy ? { privacy: runtime.privacy } : {}),
+    ...(runtime.category ? { category: runtime.category } : {}),
+    ...(runtime.stopReason ? { stopReason: runtime.stopReason } : {}),
+  };
 }

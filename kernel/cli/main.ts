@@ -22,8 +22,9 @@ import { registerAuditCommands } from './audit.js';
 import { registerConfigCommands } from './config.js';
 import { registerDevkitCommands } from './devkit.js';
 import { registerInspectCommands } from './inspect.js';
-import { registerApprovalCommands } from './approvals.js';
-import { registerTranscriptCommands } from './replay.js';
+import { registerApprovalCommands, watchApprovals } from './approvals.js';
+import { POLICY_MODES, type PolicyMode } from '../policy/index.js';
+import { parseBudgetFlags, registerTranscriptCommands, replayTask, type BudgetFlags, type ReplayTask } from './replay.js';
 
 const program = new Command();
 program
@@ -124,20 +125,44 @@ async function stopServing(app: FastifyInstance, kernel: Kernel, signal: NodeJS.
 
 program
   .command('run')
-  .description('run one task in-process and print the diff summary')
-  .argument('<task...>', 'what the agent should do')
-  .option('--workspace <dir>', 'repository to work on', '.')
+  .description('run one task in-process and print the diff summary; --replay runs a recorded task again against its recorded model responses')
+  .argument('[task...]', 'what the agent should do (with --replay: taken from the transcript)')
+  .option('--workspace <dir>', 'repository to work on (with --replay: default the recorded one)', '.')
   .option('--model <target>', 'model@backend or a model of the default backend', DEFAULT_MODEL)
   .option('--commit', 'commit the session into the workspace when the task succeeds')
   .option('--max-turns <n>', 'inference turns before the agent stops', '30')
+  .option('--max-tokens <n>', 'token budget (prompt + completion) of the task (default: config budgets.maxTokens)')
+  .option('--max-cost <usd>', 'cost budget of the task in US dollars (default: config budgets.maxCostUsd)')
+  .option('--max-wall <duration>', 'wall-time budget of the task: 500ms, 90s, 10m, 1h, or ms (default: config budgets.maxWallMs)')
+  .option('--replay <transcript>', 'run the task recorded in TRANSCRIPT (<data-dir>/transcripts/<id>.jsonl) again, served by its recorded model responses (no model server needed)')
   .option('--base-url <url>', 'base URL of the default backend (default: $OPENAI_BASE_URL or http://127.0.0.1:11434/v1)')
+  .addOption(new Option('--mode <mode>', 'permission mode of this run instead of the config\'s policy.mode (rules still apply)').choices([...POLICY_MODES]))
   .option('--json', 'print the final task as JSON')
   .addOption(dataDirOption())
-  .action(async (words: string[], opts: { workspace: string; model: string; commit?: boolean; maxTurns: string; baseUrl?: string; json?: boolean; dataDir: string }) => {
-    const kernel = await Kernel.start({ dataDir: opts.dataDir, quiet: true, ...(opts.baseUrl ? { baseURL: opts.baseUrl } : {}) }).catch((e) => fail(e));
+  .action(async (words: string[], opts: {
+    workspace: string; model: string; commit?: boolean; maxTurns: string; maxTokens?: string; maxCost?: string; maxWall?: string; replay?: string;
+    baseUrl?: string; json?: boolean; dataDir: string; mode?: PolicyMode;
+  }, command: Command) => {
+    let budgets: BudgetFlags;
+    let replay: ReplayTask | undefined;
+    try {
+      budgets = parseBudgetFlags(opts);
+      if (opts.replay) replay = replayTask(opts.replay, command.getOptionValueSource('workspace') === 'cli' ? opts.workspace : undefined);
+      else if (words.length === 0) throw new Error('say what the agent should do: warden run "TASK" (or --replay TRANSCRIPT)');
+    } catch (err) {
+      fail(err);
+    }
+    const kernel = await Kernel.start({
+      dataDir: opts.dataDir, quiet: true, ...(opts.baseUrl ? { baseURL: opts.baseUrl } : {}), ...(replay ? { replay: replay.transcript } : {}),
+      ...(opts.mode ? { policyMode: opts.mode } : {}),
+    }).catch((e) => fail(e));
     let id: string;
     try {
-      id = kernel.submitTask({ prompt: words.join(' '), workspace: opts.workspace, model: opts.model, maxTurns: Number(opts.maxTurns) });
+      const maxTurns = replay?.maxTurns !== undefined && command.getOptionValueSource('maxTurns') !== 'cli' ? replay.maxTurns : Number(opts.maxTurns);
+      id = kernel.submitTask({
+        prompt: replay ? replay.prompt : words.join(' '), workspace: replay ? replay.workspace : opts.workspace, model: replay ? replay.model : opts.model,
+        maxTurns, ...budgets, ...(opts.mode ? { mode: opts.mode } : {}),
+      });
     } catch (err) {
       await kernel.close();
       fail(err);
@@ -175,7 +200,10 @@ async function followToEnd(kernel: Kernel, id: string, opts: FollowOptions): Pro
       seen.add(key);
     }
   });
+  // Approvals the task waits for: a prompt on a terminal, else how to approve from another shell.
+  const stopApprovals = watchApprovals(kernel, id, kernel.dataDir);
   const task = await kernel.waitForTask(id);
+  stopApprovals();
   unsubscribe();
   let committed = false;
   let commitError: string | undefined;

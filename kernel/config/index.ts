@@ -8,10 +8,11 @@
 import { existsSync } from 'node:fs';
 import { z } from 'zod';
 import { isWardenError } from '../errors.js';
-import { DEFAULT_BASE_URL, type Backend } from '../inference/index.js';
+import { DEFAULT_BASE_URL, backendSchema, checkInferenceTargets, inferenceSchema, type Backend } from '../inference/index.js';
 import { grantFields, limitsSchema } from '../grants/index.js';
+import { policySchema } from '../policy/index.js';
 import { configError, readConfigFile, type ConfigIssue } from './file.js';
-import { ENV_NAME, envReference, envValueProblem, maskConfig, urlProblem } from './secrets.js';
+import { ENV_NAME, envReference, envValueProblem, maskConfig } from './secrets.js';
 
 export { configFile, type ConfigIssue } from './file.js';
 export { maskConfig, MASK } from './secrets.js';
@@ -25,20 +26,6 @@ const envValues = z
       if (problem) ctx.addIssue({ code: 'custom', path: [name], message: problem });
     }
   });
-
-const backendSchema = z
-  .object({
-    name: z.string().min(1),
-    baseURL: z
-      .string()
-      .url()
-      .superRefine((url, ctx) => {
-        const problem = urlProblem(url);
-        if (problem) ctx.addIssue({ code: 'custom', message: problem });
-      }),
-    apiKeyEnv: z.string().regex(ENV_NAME, 'the name of the environment variable that holds the key (not the key)'),
-  })
-  .strict();
 
 const grantSchema = z
   .object({
@@ -95,12 +82,47 @@ export const serverSchema = z
     wsMaxPayloadBytes: z.number().int().min(256).max(16 * 2 ** 20).default(2 ** 16),
     /** Open WebSocket/SSE streams per key. */
     streamsPerKey: z.number().int().min(1).max(10_000).default(16),
+    /**
+     * Unsent bytes a stream client may have queued (on top of its last snapshot) before it is cut
+     * to "snapshot on next message" instead of being sent every envelope: bounds memory per slow client.
+     */
+    streamBufferBytes: z.number().int().min(4096).max(256 * 2 ** 20).default(2 ** 20),
+    /**
+     * Liveness of stream clients, ms: a WebSocket is pinged this often and terminated when its pong has
+     * not come back by the next ping; an SSE stream gets a comment line (heartbeat) this often.
+     */
+    pingIntervalMs: z.number().int().min(50).max(600_000).default(15_000),
+    /** Envelopes the patch log retains for resuming clients (`?since=N`, `Last-Event-ID`); older positions get a snapshot. */
+    retainedEnvelopes: z.number().int().min(1).max(1_000_000).default(10_000),
     /** Tasks per key that may be queued or running at once. */
     tasksPerKey: z.number().int().min(1).max(10_000).default(8),
     /** On SIGTERM, how long running tasks may go on before they are interrupted, ms. */
     shutdownGraceMs: z.number().int().min(0).max(600_000).default(10_000),
     /** Lifetime of a web UI login (HttpOnly cookie), ms. */
     loginTtlMs: z.number().int().min(60_000).max(90 * 86_400_000).default(7 * 86_400_000),
+  })
+  .strict();
+
+/**
+ * Agent budgets: defaults for every task (a task may set its own `maxTokens`, `maxCostUsd`,
+ * `maxWallMs`); a task over one is stopped and fails with a reason naming it. `maxTokens`:
+ * prompt + completion tokens; `maxCostUsd`: US dollars from the backends' prices; `maxWallMs`:
+ * wall-clock time of one run, ms; `doomLoopRepeats`: identical consecutive calls (same target,
+ * method and input, or refused the same way before they started) that stop a task, 0 turns the
+ * check off (default 3).
+ */
+export const budgetsSchema = z
+  .object({
+    maxTokens: z.number().int().min(1).optional(),
+    maxCostUsd: z.number().positive().optional(),
+    maxWallMs: z.number().int().min(1).max(7 * 86_400_000).optional(),
+    doomLoopRepeats: z
+      .number()
+      .int()
+      .min(0)
+      .max(1000)
+      .refine((n) => n !== 1, { message: 'must be 0 (off) or at least 2: one call is not a repeat' })
+      .default(3),
   })
   .strict();
 
@@ -129,6 +151,8 @@ const configSchema = z
      */
     pools: z.record(z.string(), poolSchema).default({}),
     maxTurns: z.number().int().min(1).max(200).default(30),
+    /** Agent budgets per task (absent: unlimited) and doom-loop detection; see {@link budgetsSchema}. */
+    budgets: budgetsSchema.default(budgetsSchema.parse({})),
     /**
      * Session policy. `orphanDays`: an open session no running task uses (its task finished,
      * failed or was interrupted, or it has none) is discarded at kernel start once it is older
@@ -137,8 +161,24 @@ const configSchema = z
     sessions: z.object({ orphanDays: z.number().min(0).max(3650) }).partial().strict().default({}),
     /** The HTTP control plane (auth, limits, shutdown); see {@link serverSchema}. */
     server: serverSchema.default(serverSchema.parse({})),
+    /**
+     * Permission policy inside tasks: `mode` (`default` | `acceptEdits` | `bypassPermissions`,
+     * default `default`), `rules` `{deny, ask, allow}` (patterns checked at load), `agents`
+     * (per-component `{mode, rules}`); see `kernel/policy`.
+     */
+    policy: policySchema.prefault({}),
+    /**
+     * Inference: privacy level, streaming interval, retries, circuit breaker, health, fallback
+     * chains and category targets; see `kernel/inference/config.ts`. Targets are checked
+     * against the backends.
+     */
+    inference: inferenceSchema.prefault({}),
   })
-  .strict();
+  .strict()
+  .superRefine((config, ctx) => {
+    const backends = config.backends ?? [{ name: 'default' }];
+    for (const problem of checkInferenceTargets(backends, config.inference)) ctx.addIssue({ code: 'custom', path: problem.path, message: problem.message });
+  });
 
 /** Validated configuration. */
 export type Config = z.infer<typeof configSchema> & { backends: Backend[] };
@@ -168,7 +208,8 @@ export function readConfig(file: string | null, env: NodeJS.ProcessEnv = process
   const backends = parsed.data.backends ?? [
     { name: 'default', baseURL: baseURL ?? env['OPENAI_BASE_URL'] ?? DEFAULT_BASE_URL, apiKeyEnv: 'OPENAI_API_KEY' },
   ];
-  if (baseURL && parsed.data.backends) backends[0] = { ...backends[0]!, baseURL };
+  const first = backends[0]!;
+  if (baseURL && parsed.data.backends && first.kind !== 'replay') backends[0] = { ...first, baseURL };
   return { config: { ...parsed.data, backends }, file, warnings: unsetReferences(parsed.data, env) };
 }
 
@@ -217,8 +258,10 @@ function knownFields(path: string[]): string[] {
   let schema: z.core.$ZodType | undefined = configSchema;
   const step = (s: z.core.$ZodType, key: string | null): z.core.$ZodType | undefined => {
     const def = s._zod.def as unknown as Record<string, z.core.$ZodType | Record<string, z.core.$ZodType>> & { type: string };
-    if (def.type === 'default' || def.type === 'optional' || def.type === 'nullable') return step(def['innerType'] as z.core.$ZodType, key);
+    if (def.type === 'default' || def.type === 'prefault' || def.type === 'optional' || def.type === 'nullable') return step(def['innerType'] as z.core.$ZodType, key);
     if (key === null) return s;
+    // A union (backends: `openai` | `replay`): the first option that has the field.
+    if (def.type === 'union') return (def['options'] as unknown as z.core.$ZodType[]).map((o) => step(o, key)).find((x) => x !== undefined);
     if (def.type === 'object') return (def['shape'] as Record<string, z.core.$ZodType>)[key];
     if (def.type === 'record') return def['valueType'] as z.core.$ZodType;
     if (def.type === 'array') return def['element'] as z.core.$ZodType;
@@ -226,7 +269,8 @@ function knownFields(path: string[]): string[] {
   };
   for (const key of path) schema = schema && step(schema, key);
   schema = schema && step(schema, null);
-  const def = schema?._zod.def as { type: string; shape?: Record<string, unknown> } | undefined;
+  const def = schema?._zod.def as { type: string; shape?: Record<string, unknown>; options?: Array<{ _zod: { def: { shape?: Record<string, unknown> } } }> } | undefined;
+  if (def?.type === 'union') return [...new Set((def.options ?? []).flatMap((o) => Object.keys(o._zod.def.shape ?? {})))];
   return def?.type === 'object' && def.shape ? Object.keys(def.shape) : [];
 }
 
@@ -234,7 +278,7 @@ function knownFields(path: string[]): string[] {
 function unsetReferences(data: z.infer<typeof configSchema>, env: NodeJS.ProcessEnv): ConfigIssue[] {
   const warnings: ConfigIssue[] = [];
   (data.backends ?? []).forEach((b, i) => {
-    if (!env[b.apiKeyEnv]) warnings.push({ path: `backends.${i}.apiKeyEnv`, message: `${b.apiKeyEnv} is not set; backend ${b.name} is called without a key` });
+    if (b.kind !== 'replay' && !env[b.apiKeyEnv]) warnings.push({ path: `backends.${i}.apiKeyEnv`, message: `${b.apiKeyEnv} is not set; backend ${b.name} is called without a key` });
   });
   for (const [component, grant] of Object.entries(data.grants)) {
     for (const [name, value] of Object.entries(grant.env ?? {})) {

@@ -5,6 +5,7 @@
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import websocket from '@fastify/websocket';
 import fastifyStatic from '@fastify/static';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { isWardenError } from '../errors.js';
@@ -17,6 +18,7 @@ import { configRoutes } from './routes/config.js';
 import { componentRoutes } from './routes/components.js';
 import { approvalRoutes } from './routes/approvals.js';
 import { aguiRoutes } from './routes/agui.js';
+import { transcriptRoutes } from './routes/transcripts.js';
 import { registerAuth } from './auth.js';
 import { registerLimits } from './limits.js';
 
@@ -34,6 +36,19 @@ function answerMalformedHttp(err: Error & { code?: string }, socket: Duplex): vo
     err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request Header Fields Too Large'] : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'Request Timeout'] : [400, 'Bad Request'];
   const body = JSON.stringify({ error: 'E_BAD_INPUT', message: `malformed HTTP request (${err.code ?? 'parse error'}); the connection is closed` });
   socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+}
+
+/** The built web UI (`npm run build`). */
+const WEB_ROOT = join(PACKAGE_ROOT, 'dist/web');
+
+/**
+ * True for a browser's page load of a client-side route: a GET or HEAD that accepts HTML, outside
+ * `/api` and `/metrics`, whose last segment has no file extension (a missing `.js` stays a 404).
+ */
+export function isPageRequest(method: string, url: string, accept: string | undefined): boolean {
+  if ((method !== 'GET' && method !== 'HEAD') || !accept?.includes('text/html')) return false;
+  const path = url.split('?')[0]!;
+  return !/^\/+(api|metrics)(\/|$)/i.test(path) && !/\.[a-z0-9]+$/i.test(path);
 }
 
 /** Build (not start) the server for `kernel`. */
@@ -60,10 +75,26 @@ export async function buildServer(kernel: Kernel, options: { logger?: boolean } 
     kernel.log.error({ err: err.message }, 'request failed');
     return reply.code(500).send({ error: 'E_INTERNAL', message: 'internal error; see the kernel log' });
   });
-  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: 'E_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]!.slice(0, 200)}` }));
+  app.setNotFoundHandler((req, reply) => {
+    // The web UI's client-side routes (`/tasks/t-…`, `/components`): a page load gets index.html.
+    if (isPageRequest(req.method, req.url, req.headers.accept) && existsSync(join(WEB_ROOT, 'index.html'))) {
+      return reply.sendFile('index.html', WEB_ROOT);
+    }
+    return reply.code(404).send({ error: 'E_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]!.slice(0, 200)}` });
+  });
   await registerAuth(app, kernel);
   await registerLimits(app, kernel);
-  await app.register(websocket, { options: { maxPayload: server.wsMaxPayloadBytes } });
+  await app.register(websocket, {
+    options: { maxPayload: server.wsMaxPayloadBytes },
+    // A socket error (an oversized or malformed frame, a reset): ws has already begun the closing
+    // handshake with the right code (1009 message too big, 1002/1007 protocol errors), which the
+    // plugin's default handler would cut off by terminating at once. Terminate only a socket that
+    // has not closed within 2 s.
+    errorHandler: (error, socket) => {
+      kernel.log.debug({ err: error.message }, 'WebSocket client error');
+      setTimeout(() => socket.terminate(), 2000).unref();
+    },
+  });
   app.get('/metrics', async (_req, reply) => reply.type('text/plain; version=0.0.4').send(await kernel.metrics.text()));
   app.get('/health', async () => ({ status: 'ok', seq: kernel.state.seq, components: Object.keys(kernel.state.current.components).length }));
   await app.register(streamRoutes, { kernel });
@@ -72,11 +103,12 @@ export async function buildServer(kernel: Kernel, options: { logger?: boolean } 
   await app.register(componentRoutes, { kernel });
   await app.register(approvalRoutes, { kernel });
   await app.register(aguiRoutes, { kernel });
-  await app.register(fastifyStatic, { root: join(PACKAGE_ROOT, 'web'), prefix: '/' });
+  await app.register(transcriptRoutes, { kernel });
+  // The web UI as Vite built it (`scripts/build.mjs` → dist/web/): hashed assets are immutable.
   await app.register(fastifyStatic, {
-    root: join(PACKAGE_ROOT, 'node_modules/fast-json-patch'),
-    prefix: '/vendor/fast-json-patch/',
-    decorateReply: false,
+    root: WEB_ROOT,
+    prefix: '/',
+    setHeaders: (reply, path) => reply.header('cache-control', path.includes('/assets/') ? 'public, max-age=31536000, immutable' : 'no-cache'),
   });
   return app;
 }

@@ -124,6 +124,29 @@ const MIGRATIONS: string[] = [
      key TEXT PRIMARY KEY,
      value TEXT NOT NULL
    );`,
+  // 7: policy approvals (kernel/approvals), kept across restarts and decided from another
+  // process; the permission mode a task was submitted with (a cap on its calls' modes).
+  `CREATE TABLE approvals (
+     id TEXT PRIMARY KEY,
+     task_id TEXT,
+     component TEXT NOT NULL,
+     kind TEXT NOT NULL,
+     subject TEXT NOT NULL,
+     detail TEXT NOT NULL,
+     rule TEXT NOT NULL,
+     status TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     expires_at INTEGER NOT NULL,
+     decided_at INTEGER,
+     decided_by TEXT,
+     reason TEXT
+   );
+   CREATE INDEX approvals_by_status ON approvals (status);
+   CREATE INDEX approvals_by_task ON approvals (task_id, subject);
+   ALTER TABLE tasks ADD COLUMN mode TEXT;`,
+  // 8: what the agent runtime records on a task beyond tokens (cost per target, turns, fallbacks,
+  // privacy, category, stop reason, its own budgets), JSON (`TaskRuntime` in kernel.ts).
+  `ALTER TABLE tasks ADD COLUMN runtime TEXT;`,
 ];
 
 /** The schema version this kernel migrates to. */
@@ -164,6 +187,10 @@ export interface TaskRow {
   max_turns?: number | null;
   /** Id of the API key that submitted the task (`env` for `WARDEN_API_KEY`); null when none was needed. */
   key_id?: string | null;
+  /** The permission mode the task was submitted with (a cap on its calls' modes); null: none. */
+  mode?: 'default' | 'acceptEdits' | 'bypassPermissions' | null;
+  /** The agent runtime's record of the task (cost per target, turns, fallbacks, privacy, category, stop reason, budgets), JSON. */
+  runtime?: string | null;
 }
 
 /** A session row. */
@@ -331,9 +358,9 @@ export class Store {
 
   insertTask(row: TaskRow): void {
     this.db
-      .prepare(`INSERT INTO tasks (id, prompt, workspace, model, status, session_id, summary, error, created_at, finished_at, max_turns, key_id)
-                VALUES (@id, @prompt, @workspace, @model, @status, @session_id, @summary, @error, @created_at, @finished_at, @max_turns, @key_id)`)
-      .run({ max_turns: null, key_id: null, ...row });
+      .prepare(`INSERT INTO tasks (id, prompt, workspace, model, status, session_id, summary, error, created_at, finished_at, max_turns, key_id, mode)
+                VALUES (@id, @prompt, @workspace, @model, @status, @session_id, @summary, @error, @created_at, @finished_at, @max_turns, @key_id, @mode)`)
+      .run({ max_turns: null, key_id: null, mode: null, ...row });
   }
 
   /** How many tasks submitted with `keyId` (null: without a key) are queued or running. */

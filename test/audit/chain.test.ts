@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createHmac } from 'node:crypto';
 import Database from 'better-sqlite3';
-import { restoreStore, Store } from '../../kernel/store/index.js';
+import { restoreStore, SCHEMA_VERSION, Store } from '../../kernel/store/index.js';
 import { AUDIT_HEAD_FILE, AUDIT_KEY_FILE, canonicalJson, entryHash, GENESIS_HASH, verifyAudit, type AuditReport } from '../../kernel/audit/index.js';
 import { PACKAGE_ROOT } from '../../kernel/paths.js';
 import { tempDir } from '../support/fixtures.js';
@@ -276,15 +276,16 @@ describe('stores from before the chain', () => {
     new Store(join(dir, 'warden.db')).close();
     rmSync(join(dir, AUDIT_KEY_FILE), { force: true });
     rmSync(join(dir, AUDIT_HEAD_FILE), { force: true });
-    // Back to schema 5: migration 6 undone, old-style entries written as the old kernel did.
+    // Back to schema 5: migrations 6 to 8 undone, old-style entries written as the old kernel did.
     const db = new Database(join(dir, 'warden.db'));
+    db.exec('ALTER TABLE tasks DROP COLUMN runtime; DROP TABLE approvals; ALTER TABLE tasks DROP COLUMN mode;');
     db.exec('ALTER TABLE audit DROP COLUMN prev_hash; ALTER TABLE audit DROP COLUMN hash; DROP TABLE meta;');
     db.pragma('user_version = 5');
     for (let i = 1; i <= 5; i++) db.prepare('INSERT INTO audit (ts, kind, component, task_id, detail) VALUES (?, ?, NULL, NULL, ?)').run(new Date(Date.UTC(2025, 0, i)).toISOString(), 'session.commit', JSON.stringify({ session: `s-${i}` }));
     db.close();
     const store = new Store(join(dir, 'warden.db'));
     expect(store.openedAtVersion).toBe(5);
-    expect(store.schemaVersion).toBe(6);
+    expect(store.schemaVersion).toBe(SCHEMA_VERSION);
     expect(verifyAudit(store)).toEqual({ ok: true, entries: 5, lastSeq: 5, headSeq: 5 });
     store.audit('denied', { after: 'migration' });
     expect(verifyAudit(store)).toEqual({ ok: true, entries: 6, lastSeq: 6, headSeq: 6 });

@@ -4,7 +4,7 @@
 // on a real kernel and port), and references to unset variables are warned about by name.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
@@ -96,8 +96,24 @@ describe('validation names the file and the field', () => {
     expect(config.server).toEqual({
       auth: true, rateLimit: { max: 5, timeWindowMs: 60_000 }, bodyLimitBytes: 1_048_576, wsMaxPayloadBytes: 65_536,
       streamsPerKey: 16, tasksPerKey: 8, shutdownGraceMs: 10_000, loginTtlMs: 604_800_000, authFailuresPerMinute: 50,
+      streamBufferBytes: 1_048_576, pingIntervalMs: 15_000, retainedEnvelopes: 10_000,
     });
     expect(warnings).toEqual([]);
+  });
+
+  it("the README's complete example is valid, sets every top-level section, and differs from the defaults only where it says", () => {
+    const readme = readFileSync(join(PACKAGE_ROOT, 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## Configuration'));
+    const example = /```json\n(\{[\s\S]*?\n\})\n```/.exec(section)![1]!;
+    const parsed = JSON.parse(example) as Record<string, unknown>;
+    const env = { OPENAI_API_KEY: 'k', BACKUP_API_KEY: 'k', OLLAMA_API_KEY: 'k', GITHUB_TOKEN: 'k' };
+    const { config, warnings } = readConfig(configIn(example), env);
+    expect(warnings).toEqual([]);
+    const defaults = readConfig(configIn({}), {}).config as unknown as Record<string, unknown>;
+    expect(Object.keys(parsed).sort()).toEqual(Object.keys(defaults).sort());
+    expect(config.backends.map((b) => b.name)).toEqual(['openai', 'backup', 'local']);
+    expect(config.policy.agents['coder']?.mode).toBe('acceptEdits');
+    expect(config.inference.categories['coding']).toBe('gpt-4o@openai');
   });
 });
 

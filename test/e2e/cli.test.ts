@@ -29,7 +29,8 @@ describe('warden run', () => {
     ]);
     const repo = realRepository();
     const data = tempDir('data');
-    const result = await cli(['run', '--workspace', repo, '--model', 'scripted', '--data-dir', data, '--commit', 'Document the Option class'], {
+    // --mode acceptEdits: the edit goes on without asking (mode default would wait for an approval).
+    const result = await cli(['run', '--workspace', repo, '--model', 'scripted', '--mode', 'acceptEdits', '--data-dir', data, '--commit', 'Document the Option class'], {
       OPENAI_BASE_URL: server.baseURL,
     });
     expect(result.stderr).toContain('✓ grep');
@@ -46,7 +47,7 @@ describe('warden run', () => {
     ]);
     const repo = realRepository();
     const data = tempDir('data');
-    const result = await cli(['run', '--workspace', repo, '--model', 'scripted', '--data-dir', data, '--json', 'Add NEW.md'], { OPENAI_BASE_URL: server.baseURL });
+    const result = await cli(['run', '--workspace', repo, '--model', 'scripted', '--mode', 'acceptEdits', '--data-dir', data, '--json', 'Add NEW.md'], { OPENAI_BASE_URL: server.baseURL });
     expect(result.code).toBe(0);
     const task = JSON.parse(result.stdout) as { sessionId: string; committed: boolean };
     expect(task.committed).toBe(false);

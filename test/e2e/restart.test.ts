@@ -46,6 +46,8 @@ describe('restart without loss', () => {
     const model = await startScriptedServer(script(killed));
     servers.push(model);
     const data = tempDir('data');
+    // Writes go on without asking, in both kernels (mode default would wait for an approval).
+    writeFileSync(join(data, 'warden.config.json'), JSON.stringify({ policy: { mode: 'acceptEdits' } }));
     const ws = workspace({ 'README.md': '# project\n' });
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;

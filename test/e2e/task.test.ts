@@ -36,7 +36,8 @@ beforeAll(async () => {
     { toolCalls: [{ name: 'write-file', arguments: { path: 'NOTES.md', content: 'renamed _parseOptionsEnv\n' } }] },
     { content: 'Renamed _parseOptionsEnv to _parseOptionsFromEnv.' },
   ]);
-  kernel = await Kernel.start({ dataDir: tempDir('data'), baseURL: server.baseURL, quiet: true });
+  // Edits go on without asking (the default mode would make each write wait for an approval).
+  kernel = await Kernel.start({ dataDir: tempDir('data'), baseURL: server.baseURL, quiet: true, policyMode: 'acceptEdits' });
   app = await buildServer(kernel);
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address() as { port: number };

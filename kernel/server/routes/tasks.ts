@@ -5,6 +5,7 @@ import { WardenError } from '../../errors.js';
 import type { Kernel } from '../../kernel.js';
 import { parse } from '../parse.js';
 import { admitTask } from '../limits.js';
+import { modeSchema } from '../../policy/index.js';
 
 const taskBody = z
   .object({
@@ -12,6 +13,14 @@ const taskBody = z
     workspace: z.string().min(1),
     model: z.string().min(1).max(200).optional(),
     maxTurns: z.number().int().min(1).max(200).optional(),
+    /** Budgets of this task (see the config's `budgets`). */
+    maxTokens: z.number().int().min(1).optional(),
+    maxCostUsd: z.number().positive().optional(),
+    maxWallMs: z.number().int().min(1).max(7 * 86_400_000).optional(),
+    /** The privacy level the task starts at; it can raise the configured `inference.privacy`, never lower it. */
+    privacy: z.enum(['standard', 'sensitive', 'strict']).optional(),
+    /** The task's permission mode: may lower the configured `policy.mode`, never raise it (403 `E_POLICY_DENIED`). */
+    mode: modeSchema.optional(),
   })
   .strict();
 
@@ -28,6 +37,9 @@ export async function taskRoutes(app: FastifyInstance, opts: { kernel: Kernel })
     const id = kernel.submitTask({
       prompt: body.task, workspace: body.workspace, keyId: req.keyId,
       ...(body.model ? { model: body.model } : {}), ...(body.maxTurns ? { maxTurns: body.maxTurns } : {}),
+      ...(body.maxTokens ? { maxTokens: body.maxTokens } : {}), ...(body.maxCostUsd ? { maxCostUsd: body.maxCostUsd } : {}),
+      ...(body.maxWallMs ? { maxWallMs: body.maxWallMs } : {}), ...(body.privacy ? { privacy: body.privacy } : {}),
+      ...(body.mode ? { mode: body.mode } : {}),
     });
     return reply.code(201).send({ id });
   });
