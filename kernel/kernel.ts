@@ -21,7 +21,7 @@ import { addFallback, appendChunk, clearChunks, failTurn, finishTurn, startTurn 
 import { checkOutbound, fetchGranted } from './http/outbound.js';
 import type { OutboundRequest } from './wasi/http.js';
 import { configFile, readConfig, type Config } from './config/index.js';
-import { BUILT_COMPONENTS } from './paths.js';
+import { BUILT_COMPONENTS, transpileCacheDir } from './paths.js';
 import { ComponentRegistry, type RegisteredComponent } from './registry/index.js';
 import { ApiKeys } from './auth/index.js';
 import { auditConfig } from './audit/index.js';
@@ -152,7 +152,7 @@ export class Kernel {
   ) {
     this.events = new RuntimeEvents(log);
     this.sessions = new SessionFs(join(dataDir, 'sessions'));
-    this.engine = new Engine(join(dataDir, 'cache'));
+    this.engine = new Engine(transpileCacheDir(dataDir, env));
     this.registry = new ComponentRegistry(dataDir, store, this.engine);
     this.inference = new Inference(config.backends, {
       env, settings: config.inference, events: this.events, log,
@@ -456,6 +456,8 @@ export class Kernel {
     this.addStep(id, 'kernel', 'stopped', reason);
     this.store.audit('task.stop', { task: id, reason }, undefined, id);
     this.taskAborts.get(id)?.abort(new WardenError('E_TASK_STOPPED', reason));
+    // A call waiting for a person would otherwise hold the task until the approval's deadline.
+    this.approvals.denyForTask(id, `the kernel stopped the task: ${reason}`);
     return true;
   }
 

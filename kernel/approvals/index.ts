@@ -168,6 +168,24 @@ export class Approvals {
     return approval;
   }
 
+  /**
+   * Deny every pending approval of a task the kernel stopped (a budget, a doom loop): its waiting
+   * calls end at once instead of at their deadlines. Decided by `kernel`, with `reason`.
+   * @returns the approvals denied
+   */
+  denyForTask(taskId: string, reason: string): Approval[] {
+    const denied: Approval[] = [];
+    for (const approval of Object.values(this.state.current.approvals)) {
+      if (approval.taskId !== taskId || approval.status !== 'pending') continue;
+      try {
+        denied.push(this.decide(approval.id, 'deny', 'kernel', reason));
+      } catch {
+        // decided meanwhile (CLI, UI): nothing left to do
+      }
+    }
+    return denied;
+  }
+
   /** Stop timers and polling (the kernel is closing); pending approvals stay pending in the store. */
   close(): void {
     this.closed = true;

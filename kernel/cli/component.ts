@@ -5,6 +5,7 @@
  */
 import { join, resolve } from 'node:path';
 import { Engine } from '../engine/index.js';
+import { transpileCacheDir } from '../paths.js';
 import { configFile, loadConfig, type Config } from '../config/index.js';
 import { effectiveGrants, type Effective } from '../grants/effective.js';
 import { Store } from '../store/index.js';
@@ -26,7 +27,7 @@ export function openDataDir(dataDir: string): DataDir {
   const dir = resolve(dataDir);
   const config = loadConfig(configFile(dir));
   const store = new Store(join(dir, 'warden.db'));
-  const registry = new ComponentRegistry(dir, store, new Engine(join(dir, 'cache')));
+  const registry = new ComponentRegistry(dir, store, new Engine(transpileCacheDir(dir)));
   return { store, registry, config, close: () => store.close() };
 }
 

@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Engine } from '../engine/index.js';
+import { transpileCacheDir } from '../paths.js';
 import { WardenError, messageOf } from '../errors.js';
 import { DEFAULT_LIMITS, grantFields, intersect, NO_GRANTS, type Grants, type Limits } from '../grants/index.js';
 import { effectiveOf, openDataDir } from './component.js';
@@ -139,7 +140,7 @@ export async function runTool(options: ToolRunOptions): Promise<ToolRunResult> {
   const scratch = mkdtempSync(join(tmpdir(), 'warden-tool-'));
   const sessions = new SessionFs(join(options.dataDir, 'sessions'));
   const mounts: Array<{ sessionId: string; guestPath: string; mode: 'ro' | 'rw'; host: string }> = [];
-  const engine = new Engine(join(options.dataDir, 'cache'));
+  const engine = new Engine(transpileCacheDir(options.dataDir));
   let mesh: Mesh | null = null;
   try {
     for (const [spec, mode] of [...options.dirs.map((d) => [d, 'ro'] as const), ...options.dirsRw.map((d) => [d, 'rw'] as const)]) {

@@ -12,6 +12,7 @@
  * retired, new calls go to the current version (or get `E_MESH_UNKNOWN_TARGET`), and calls
  * already admitted finish on the old workers, each stopped once idle (see `board.ts`).
  */
+import { randomBytes } from 'node:crypto';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { WardenError } from '../errors.js';
 import { allows, type Grants, type Limits } from '../grants/index.js';
@@ -147,6 +148,8 @@ export class Mesh {
   private readonly byId = new Map<number, WorkerSlot>();
   private nextWorkerId = 1;
   private nextCallId = 1;
+  /** Distinguishes this mesh's span ids from those of earlier kernel runs (recorded on resumed tasks). */
+  private readonly runId = randomBytes(3).toString('hex');
   private nextTargetId = 1;
   /** Replaced or removed targets whose workers still finish the calls admitted before. */
   private readonly draining = new Set<Target>();
@@ -336,6 +339,7 @@ export class Mesh {
     const signal = new SharedArrayBuffer(4);
     const init: WorkerInit = {
       workerId: id,
+      spanPrefix: `${this.runId}.${id}`,
       name: component.name,
       kind: component.kind,
       component: component.compiled,
@@ -638,7 +642,7 @@ export class Mesh {
    */
   async call(name: string, method: string, payload: Payload, ctx: CallContext): Promise<CallReply> {
     const started = performance.now();
-    const span: SpanNotice = { spanId: `k-${this.nextCallId}`, target: name, method, startedAt: Date.now() };
+    const span: SpanNotice = { spanId: `${this.runId}.k-${this.nextCallId}`, target: name, method, startedAt: Date.now() };
     if (ctx.taskId) this.services.notice({ type: 'notice', op: 'span-start', component: 'kernel', ctx, body: { ...span, input: preview(payload) } });
     const reply = await this.dispatch(name, method, payload, ctx);
     const outcome = reply.ok ? 'ok' : reply.error.tag;

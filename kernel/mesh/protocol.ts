@@ -139,6 +139,11 @@ export interface Notice {
 /** What a worker starts with (`workerData`). */
 export interface WorkerInit {
   workerId: number;
+  /**
+   * Prefix of the span ids this worker makes (`<run>.<workerId>-<n>`): unique per mesh, so the
+   * spans of a task resumed by a later kernel never reuse the ids its earlier calls were recorded under.
+   */
+  spanPrefix: string;
   name: string;
   kind: 'tool' | 'agent' | 'supervisor' | 'command';
   component: CompiledComponent;

@@ -248,7 +248,7 @@ function meshCall(target: string, method: string, payload: Payload): Payload {
   const c = current();
   const started = performance.now();
   const id = ++callSeq;
-  const span: SpanNotice = { spanId: `${init.workerId}-${id}`, target, method, startedAt: Date.now() };
+  const span: SpanNotice = { spanId: `${init.spanPrefix}-${id}`, target, method, startedAt: Date.now() };
   const fail = (tag: MeshErrorTag, message: string): never => {
     endSpan(span, started, tag, message);
     throw meshError(tag, message);

@@ -150,7 +150,7 @@ export interface Approval {
   /** When the waiting call gives up (its deadline), ms since the epoch. */
   expiresAt: number;
   decidedAt?: number;
-  /** `ui`, `rest`, `cli` or `expired`, plus the API key id when there is one (`rest:k-1a2b`). */
+  /** `ui`, `rest`, `cli`, `expired`, or `kernel` (the task was stopped), plus the API key id when there is one (`rest:k-1a2b`). */
   decidedBy?: string;
   reason?: string;
 }

@@ -1,7 +1,7 @@
 // Policy in a running kernel: real tasks (the supervisor, the coder agent and the tools in their
 // workers, a scripted model) under mode `default`. A write asks: approved over REST on a real port,
-// denied with `warden approve --deny` run as a separate process, or left to expire at the call's
-// deadline; a deny rule refuses without asking; reads go on; every decision is an event, and
+// denied with `warden approve --deny` run as a separate process, denied by the kernel when it stops
+// the task, or left to expire after `policy.approvalTimeoutMs`; a deny rule refuses without asking; reads go on; every decision is an event, and
 // denials and decisions are audited.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawn } from 'node:child_process';
@@ -38,6 +38,10 @@ const PLANS: Record<string, ScriptedTurn[]> = {
     { toolCalls: [{ name: 'write-file', arguments: { path: './.git/config', content: '[core]\n' } }] },
     { content: 'left .git alone' },
   ],
+  'stopped while waiting': [
+    { toolCalls: [{ name: 'write-file', arguments: { path: 'src/c.ts', content: 'export const c = 3;\n' } }] },
+    { content: 'should never be asked' },
+  ],
   'let it expire': [
     { toolCalls: [{ name: 'edit-file', arguments: { path: 'README.md', old_string: 'project', new_string: 'Project' } }] },
     { content: 'nobody answered' },
@@ -63,9 +67,9 @@ beforeAll(async () => {
   model = await startScriptedServer(script);
   data = tempDir('policy-data');
   shareTranspileCache(data);
-  // Mode `default` (the default); approvals wait 2.5 s for a person (`policy.approvalTimeoutMs`).
+  // Mode `default` (the default); approvals wait the default 10 min for a person.
   writeFileSync(join(data, 'warden.config.json'), JSON.stringify({
-    policy: { rules: { deny: ['write-file(.git/**)'], allow: ['read-file'] }, approvalTimeoutMs: 2500 },
+    policy: { rules: { deny: ['write-file(.git/**)'], allow: ['read-file'] } },
   }));
   kernel = await Kernel.start({ dataDir: data, baseURL: model.baseURL, quiet: true });
   kernel.events.on((e) => events.push(e));
@@ -190,22 +194,48 @@ describe('deny rules', () => {
   });
 });
 
-describe('expiry', () => {
-  it('an approval nobody decides expires at the call\'s deadline and the call is denied', async () => {
-    const id = submit('let it expire');
+describe('a task the kernel stops', () => {
+  it('has its pending approvals denied by the kernel at once, and fails with the stop reason', async () => {
+    const id = submit('stopped while waiting');
     const pending = await pendingOf(id);
-    // The deadline is the edit-file call's own: its 2.5 s time limit (config), not the agent's.
-    expect(pending.expiresAt - pending.createdAt).toBeLessThanOrEqual(2500);
+    expect(pending.expiresAt - pending.createdAt).toBeGreaterThan(60_000);
+    expect(kernel.stopTask(id, 'token budget exhausted (test)')).toBe(true);
     const task = await kernel.waitForTask(id);
+    expect(task).toMatchObject({ status: 'failed', error: 'token budget exhausted (test)', stopReason: 'token budget exhausted (test)' });
+    expect(kernel.state.current.approvals[pending.id]).toMatchObject({ status: 'denied', decidedBy: 'kernel', reason: 'the kernel stopped the task: token budget exhausted (test)' });
+    expect(callTo(task, 'write-file')).toMatchObject({ outcome: 'denied' });
+    expect(existsSync(join(task.workspace, 'src/c.ts'))).toBe(false);
+  });
+});
+
+describe('expiry', () => {
+  let short: Kernel;
+  beforeAll(async () => {
+    const dir = tempDir('policy-expiry');
+    shareTranspileCache(dir);
+    writeFileSync(join(dir, 'warden.config.json'), JSON.stringify({ policy: { approvalTimeoutMs: 2500 } }));
+    short = await Kernel.start({ dataDir: dir, baseURL: model.baseURL, quiet: true });
+    short.events.on((e) => events.push(e));
+  }, 60_000);
+  afterAll(async () => {
+    await short?.close();
+  });
+
+  it('an approval nobody decides expires after policy.approvalTimeoutMs and the call is denied', async () => {
+    const id = short.submitTask({ prompt: 'let it expire', workspace: workspace({ 'README.md': '# project\n' }), model: 'scripted' });
+    const pending = await until(() => Object.values(short.state.current.approvals).find((a) => a.taskId === id && a.status === 'pending'), 30_000, `an approval of ${id}`);
+    // `policy.approvalTimeoutMs` (2.5 s here), well within the agent's own deadline.
+    expect(pending.expiresAt - pending.createdAt).toBeLessThanOrEqual(2500);
+    expect(pending.expiresAt - pending.createdAt).toBeGreaterThan(2000);
+    const task = await short.waitForTask(id);
     expect(task.status).toBe('succeeded');
-    expect(kernel.state.current.approvals[pending.id]).toMatchObject({ status: 'expired', decidedBy: 'expired' });
+    expect(short.state.current.approvals[pending.id]).toMatchObject({ status: 'expired', decidedBy: 'expired' });
     const call = callTo(task, 'edit-file')!;
     expect(call).toMatchObject({ outcome: 'denied' });
     expect(call.output).toMatch(/expired/);
     expect(eventsOf(id, 'approval')).toEqual([expect.objectContaining({ id: pending.id, status: 'expired' })]);
-    expect(audits('policy.deny', id)).toEqual([expect.objectContaining({ approvalId: pending.id, status: 'expired' })]);
-    const late = await decide(pending.id, { decision: 'approve' });
-    expect(late.status).toBe(409);
+    expect(short.store.auditEvents(500, { kind: 'policy.deny' }).filter((r) => r.task_id === id).map((r) => JSON.parse(r.detail) as Record<string, unknown>)).toEqual([expect.objectContaining({ approvalId: pending.id, status: 'expired' })]);
+    expect(() => short.approvals.decide(pending.id, 'approve', 'test')).toThrow(/E_APPROVAL_DECIDED|already|expired/);
     expect(existsSync(join(task.workspace, 'README.md'))).toBe(true);
     expect(task.diff).toEqual([]);
   });

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { cpSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -382,10 +382,9 @@ function serve(dataDir: string, args: string[], extraEnv: Record<string, string>
   return { child, out, exited, until, stop };
 }
 
-/** A fresh data directory with the transpile cache of the in-process kernel (a cold one costs ~20 s per start). */
+/** A fresh data directory (its kernel uses the suite's shared transpile cache, `WARDEN_TRANSPILE_CACHE`). */
 function warmDataDir(config?: unknown): string {
   const dir = tempDir('serve');
-  cpSync(join(data, 'cache'), join(dir, 'cache'), { recursive: true });
   if (config) writeFileSync(join(dir, 'warden.config.json'), JSON.stringify(config));
   return dir;
 }
