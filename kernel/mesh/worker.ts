@@ -322,7 +322,12 @@ function meshCall(target: string, method: string, payload: Payload): Payload {
     send('kill-peer', { workerId, cap: Math.round(deadline - span.startedAt), reason: message });
     return fail('timeout', message);
   }
-  if (reply === 'gone') return fail('failed', `E_MESH_FAILED: ${target} crashed during ${method}; its worker is being replaced`);
+  if (reply === 'gone') {
+    // A callee stopped at the call's deadline died of the time limit: a busy caller may only see
+    // its death after the deadline passed, and it is a timeout, not a crash.
+    if (Date.now() >= deadline) return fail('timeout', `E_LIMIT_TIME: ${target} did not answer ${method} before the deadline; its worker was stopped`);
+    return fail('failed', `E_MESH_FAILED: ${target} crashed during ${method}; its worker is being replaced`);
+  }
   if (!reply.ok) return fail(reply.error.tag, reply.error.message);
   const result = fromWire(reply.payload, reply.wire);
   endSpan(span, started, 'ok', c.taskId ? preview(result) : '');

@@ -264,9 +264,11 @@ describe('concurrent appenders', () => {
       // Each writer's entries are all there, in the order it wrote them.
       expect(rows.filter((r) => r.component === name).map((r) => (JSON.parse(r.detail) as { i: number }).i)).toEqual(Array.from({ length: 200 }, (_, i) => i));
     }
-    // They really interleaved (otherwise this test proves nothing about concurrency).
+    // They really interleaved (otherwise this test proves nothing about concurrency): more than two
+    // switches means each writer appended between entries of the other at least once. A loaded
+    // machine may deschedule one writer for long stretches, so no more is asked.
     const switches = rows.filter((r, i) => i > 0 && r.component !== rows[i - 1]!.component).length;
-    expect(switches).toBeGreaterThan(10);
+    expect(switches).toBeGreaterThan(2);
   });
 });
 
