@@ -48,6 +48,7 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import fastJsonPatch from 'fast-json-patch';
 import WebSocket from 'ws';
 import { option, summarise } from './lib/stats.js';
+import { mulberry32 } from './lib/random.js';
 
 const ROLE_VARIABLE = 'WARDEN_BENCH_STREAM_ROLE';
 const GOAL_P99_LAG_MS = 50;
@@ -69,15 +70,6 @@ const now = () => performance.timeOrigin + performance.now();
 
 // ---- the kernel process -------------------------------------------------------------------------
 
-/** A deterministic pseudo-random generator (mulberry32). */
-function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const WORDS = 'the kernel reads a file then writes a patch to the session and calls grep over the tree'.split(' ');
 function text(next: () => number, chars: number): string {
@@ -107,7 +99,7 @@ async function runKernel(): Promise<void> {
   await app.listen({ host: '127.0.0.1', port: 0 });
   const url = `ws://127.0.0.1:${(app.server.address() as { port: number }).port}/api/stream`;
   const key = kernel.keys.create('bench').key;
-  const next = random(42);
+  const next = mulberry32(42);
 
   // A long document: finished tasks with everything a task accumulates.
   const makeTask = (id: string, finished: boolean): TaskState => {

@@ -73,6 +73,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SessionFs, type Overlay } from '../kernel/vfs/index.js';
 import { option, quantile } from './lib/stats.js';
+import { mulberry32 } from './lib/random.js';
 
 const GOAL_BEGIN_RATIO = 1.1;
 const GOAL_COMMIT_MS = 500;
@@ -114,17 +115,6 @@ function stats(samples: number[]): Stats {
 
 // ---- tree generation --------------------------------------------------------------------------
 
-/** mulberry32: a small deterministic PRNG, uniform in [0, 1). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const WORDS = ['src', 'lib', 'core', 'util', 'api', 'server', 'client', 'model', 'view', 'store', 'test', 'fixtures', 'config',
   'parser', 'render', 'widgets', 'auth', 'db', 'cache', 'jobs', 'hooks', 'types', 'docs', 'assets', 'i18n', 'net', 'cli'];
@@ -162,7 +152,7 @@ function textPool(random: () => number, bytes: number): Buffer {
  * `filesPerDir` files per directory, placed at random; with 1, each file in a directory of its own.
  */
 function generateTree(root: string, files: number, seed: number, filesPerDir: number): Tree {
-  const random = prng(seed);
+  const random = mulberry32(seed);
   const pool = textPool(random, MAX_SIZE * 4);
   const dirs: Array<{ rel: string; depth: number }> = [{ rel: '', depth: 0 }];
   const dirCount = filesPerDir === 1 ? files + 1 : Math.max(2, Math.round(files / filesPerDir));

@@ -17,21 +17,11 @@ import { buildServer } from '../../kernel/server/index.js';
 import { verifyAudit } from '../../kernel/audit/index.js';
 import { startScriptedServer, type ScriptedServer } from '../support/scripted-openai.js';
 import { tempDir } from '../support/fixtures.js';
+import { mulberry32 } from '../../bench/lib/random.js';
 
 const SEED = Number(process.env['WARDEN_FUZZ_SEED'] ?? Date.now() % 2 ** 31);
 
-/** mulberry32: a small seeded PRNG, so a failing run can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-const random = prng(SEED);
+const random = mulberry32(SEED);
 const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
 const int = (n: number) => Math.floor(random() * n);
 

@@ -8,6 +8,7 @@ import { applyOperations, PatchFailure } from '../../kernel/state/apply.js';
 import { formatPointer, parsePointer } from '../../kernel/state/pointer.js';
 import { existedBefore, narrowOps, SubtreeView } from '../../kernel/state/narrow.js';
 import { deriveEvents } from '../../kernel/state/agui.js';
+import { mulberry32 } from '../../bench/lib/random.js';
 
 const { applyPatch, deepClone } = fastJsonPatch;
 
@@ -26,15 +27,6 @@ function collect(doc: StateDocument): Envelope[] {
   return seen;
 }
 
-/** A deterministic pseudo-random generator (mulberry32), so a failure replays. */
-function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('JSON Pointers (RFC 6901)', () => {
   it('parses and formats with ~0 and ~1 escapes, and names what is malformed', () => {
@@ -75,7 +67,7 @@ describe('copy-on-write application (RFC 6902)', () => {
 
 describe('StateDocument.update', () => {
   it('over random edits, each envelope turns the previous document into the current one exactly (the draft records every write)', async () => {
-    const next = random(7);
+    const next = mulberry32(7);
     const doc = new StateDocument(emptyState());
     const seen = collect(doc);
     const reference = deepClone(emptyState()) as KernelState;
