@@ -5,7 +5,9 @@
  * what changed, not to the document's size (tasks × steps × chunks grows without bound).
  *
  * Values written through the draft are copied in (proxies unwrapped), so no object is reachable
- * from two places of the document and every object sits at exactly one JSON Pointer.
+ * from two places of the document and every object sits at exactly one JSON Pointer. Hence
+ * `const x = (draft.a ??= {})` holds the value assigned, not the copy in the document: read it
+ * back through the draft (`draft.a ??= {}; const x = draft.a`) before writing into it.
  */
 import fastJsonPatch from 'fast-json-patch';
 import type { Operation } from 'fast-json-patch';
