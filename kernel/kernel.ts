@@ -15,6 +15,7 @@ import { Metrics } from './metrics.js';
 import { SessionFs, type FileChange } from './vfs/index.js';
 import { DEFAULT_ORPHAN_DAYS, discardOrphans, recoverSessions } from './session-policy.js';
 import { KERNEL_PID_FILE, Store, type TaskRow } from './store/index.js';
+import { SQL_GUARD_FILE, sqlGuardBuilt } from './store/scoped-sql.js';
 import { StateDocument, type PrivacyLevel, type TaskState, type ToolCall } from './state/index.js';
 import { DeltaBuffer, Inference, strictestPrivacy, type ChatRequest, type ChatResult, type InferenceFailure } from './inference/index.js';
 import { addFallback, appendChunk, clearChunks, failTurn, finishTurn, startTurn } from './inference/turns.js';
@@ -295,6 +296,9 @@ export class Kernel {
   private async loadAll(): Promise<void> {
     if (!existsSync(BUILT_COMPONENTS)) {
       throw new WardenError('E_NOT_FOUND', `no built components in ${BUILT_COMPONENTS}; run \`npm run build\``);
+    }
+    if (!sqlGuardBuilt()) {
+      this.log.warn({ file: SQL_GUARD_FILE }, 'scoped SQL runs without its guard extension (not built: no C compiler at `npm run build`?): a statement still running at its call\'s deadline is not interrupted and keeps its thread busy until it ends; install gcc and run `npm run build`');
     }
     const all = this.registry.list();
     await Promise.all(all.filter((c) => c.builtin).map((c) => this.loadComponent(c)));

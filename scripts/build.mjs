@@ -6,10 +6,13 @@
 //   4. components: each components/<name>/index.ts bundled by esbuild and componentized by
 //      componentize-qjs in sync mode, as `warden build` does (dist/kernel/devkit/build.js)
 //      → build/components/<name>.wasm (skipped when unchanged);
-//      a directory with no index.ts but a prebuilt <name>.wasm (a C tool) is copied as it is.
+//      a directory with no index.ts but a prebuilt <name>.wasm (a C tool) is copied as it is;
+//   5. native: kernel/store/native/sql-guard.c → build/native/sql-guard.so with the system C
+//      compiler ($CC, else cc), the SQLite extension that ends a scope's statement at its call's
+//      deadline. Without a compiler the build warns and the kernel runs without it (see its log).
 // Usage: node scripts/build.mjs [--gen-only] [--check-gen] [--force]
 import { createHash } from 'node:crypto';
-import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync, statSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, statSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { execFileSync } from 'node:child_process';
@@ -90,6 +93,39 @@ function compileKernel() {
   step(`kernel compiled to dist/ in ${Date.now() - t} ms`);
 }
 
+/**
+ * The SQLite extension of scoped SQL (kernel/store/native/sql-guard.c), compiled against the
+ * sqlite3ext.h better-sqlite3 ships (its own SQLite). Skipped when source and header are unchanged.
+ */
+function buildNative() {
+  const source = join(root, 'kernel/store/native/sql-guard.c');
+  const include = join(root, 'node_modules/better-sqlite3/deps/sqlite3');
+  const outDir = join(root, 'build/native');
+  const out = join(outDir, 'sql-guard.so');
+  const stamp = join(outDir, 'sql-guard.stamp');
+  const cc = process.env.CC || 'cc';
+  const flags = ['-O2', '-Wall', '-Wextra', '-Werror', '-shared', '-fPIC', '-pthread', '-Wl,-z,nodelete', '-I', include];
+  const key = createHash('sha256').update(readFileSync(source)).update(readFileSync(join(include, 'sqlite3ext.h'))).update(cc + flags.join(' ')).digest('hex');
+  if (!args.has('--force') && existsSync(out) && existsSync(stamp) && readFileSync(stamp, 'utf8') === key) {
+    step('native sql-guard: up to date');
+    return;
+  }
+  mkdirSync(outDir, { recursive: true });
+  const t = Date.now();
+  try {
+    execFileSync(cc, [...flags, source, '-o', `${out}.tmp`], { stdio: ['ignore', 'inherit', 'inherit'] });
+  } catch (err) {
+    rmSync(`${out}.tmp`, { force: true });
+    console.warn(`[warden build] WARNING: could not compile ${relative(root, source)} with ${cc} (${err.code ?? `exit ${err.status}`}): ` +
+      'scoped SQL will run without it, so a runaway statement keeps its thread busy after its call\'s deadline. Install a C compiler (apt-get install gcc) or set CC, then run npm run build.');
+    return;
+  }
+  // Renamed into place: a kernel never loads a half-written library.
+  renameSync(`${out}.tmp`, out);
+  writeFileSync(stamp, key);
+  step(`native sql-guard: ${relative(root, out)} in ${Date.now() - t} ms`);
+}
+
 /** The web UI: Vite's `build()` with web/vite.config.ts (Preact sources in web/src) → dist/web/. */
 async function buildWeb() {
   const t = Date.now();
@@ -151,4 +187,5 @@ if (args.has('--gen-only')) process.exit(0);
 compileKernel();
 await buildWeb();
 await buildComponents();
+buildNative();
 step(`done in ${((Date.now() - started) / 1000).toFixed(1)} s`);

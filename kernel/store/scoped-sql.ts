@@ -4,7 +4,9 @@
  * not the kernel's `warden.db`, not the host's files.
  *
  * better-sqlite3 12 exposes no authorizer, no `sqlite3_limit` and no interrupt, and is built
- * with `SQLITE_OMIT_PROGRESS_CALLBACK`. So the defences are, in order:
+ * with `SQLITE_OMIT_PROGRESS_CALLBACK`; the kernel adds a small SQLite extension of its own
+ * (`kernel/store/native/sql-guard.c`, built into {@link SQL_GUARD_FILE}) for time.
+ * So the defences are, in order:
  *
  * 1. The connection ({@link openScope}), enforced by SQLite: defensive mode
  *    (`SQLITE_DBCONFIG_DEFENSIVE`: no `writable_schema`, no shadow-table writes); the
@@ -25,14 +27,31 @@
  *    statement for `sqlite_attach`, `sqlite_detach`, `load_extension`, `fts3_tokenizer` and
  *    `VACUUM INTO`; `stmt.readonly` (`sqlite3_stmt_readonly`) refuses writes under `ro`.
  *
- * Time: a call's deadline is enforced by the mesh terminating the worker. A statement that is
- * still running inside SQLite is not stopped by that (nothing interrupts native code in this
- * better-sqlite3 build); its thread ends when the statement does. See test/store.
+ * Time ({@link ScopedSql.setDeadline}): the worker arms the guard with the call's deadline, less
+ * a margin for the guest to answer. At that moment the guard's watchdog thread calls
+ * `sqlite3_interrupt()`: the running statement fails with `E_LIMIT_TIME` (SQLite rolls back an
+ * explicit transaction it wrote in), and later statements of the call are refused before they
+ * start. The mesh still stops a worker that overruns the deadline itself. Without the guard
+ * (no C compiler at build time; the kernel warns at start) a statement running inside SQLite is
+ * not stopped: its thread ends when the statement does.
  */
 import Database from 'better-sqlite3';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { messageOf } from '../errors.js';
+import { PACKAGE_ROOT } from '../paths.js';
+
+/**
+ * The SQLite extension that interrupts a statement at its call's deadline
+ * (`kernel/store/native/sql-guard.c`), compiled by `npm run build` with the system C compiler.
+ */
+export const SQL_GUARD_FILE = join(PACKAGE_ROOT, 'build', 'native', 'sql-guard.so');
+
+/** Whether {@link SQL_GUARD_FILE} was built on this machine (the kernel warns at start when not). */
+export function sqlGuardBuilt(): boolean {
+  return existsSync(SQL_GUARD_FILE);
+}
 
 /** A grant's mode: `ro` reads, `rw` reads and writes. */
 export type SqlMode = 'ro' | 'rw';
@@ -114,6 +133,8 @@ export interface ScopeOptions {
   maxPages?: number;
   /** Fail when the file does not exist instead of creating it (the operator's CLI). */
   mustExist?: boolean;
+  /** Load the guard extension when it is built (default true); false only to show what SQLite does without it. */
+  guard?: boolean;
 }
 
 /**
@@ -121,7 +142,8 @@ export interface ScopeOptions {
  * part SQLite enforces on its own, whatever statement arrives. Tests use it to show that.
  * @param file host path of the scope's database
  * @param mode `ro`: read-only connection and `query_only`; `rw`: WAL, page caps on main and temp
- * @throws SqliteError when the file cannot be opened (e.g. `SQLITE_CANTOPEN` with `mustExist`)
+ * @throws SqliteError when the file cannot be opened (e.g. `SQLITE_CANTOPEN` with `mustExist`),
+ *   or the guard extension cannot be loaded
  */
 export function openScope(file: string, mode: SqlMode, options: ScopeOptions = {}): Database.Database {
   if (!options.mustExist) {
@@ -131,6 +153,7 @@ export function openScope(file: string, mode: SqlMode, options: ScopeOptions = {
   }
   const db = new Database(file, { readonly: mode === 'ro', fileMustExist: options.mustExist ?? false, timeout: BUSY_TIMEOUT_MS });
   try {
+    if (options.guard !== false && sqlGuardBuilt()) db.loadExtension(SQL_GUARD_FILE); // entry point sqlite3_sqlguard_init, from the file name
     db.unsafeMode(false);
     db.pragma('trusted_schema = OFF');
     // The real pragma_database_list names the scope's host path. A module of the same name
@@ -349,6 +372,7 @@ const DENIED_FUNCTIONS: Readonly<Record<string, string>> = {
   sqlite_detach: 'DETACH is refused: a scope is one database file',
   load_extension: 'load_extension() is refused: extensions are native code running in the kernel',
   fts3_tokenizer: 'fts3_tokenizer() is refused: it exposes and registers native tokenizer pointers',
+  warden_deadline: 'warden_deadline() is refused: it is the kernel\'s own clock on the statement (the call\'s deadline)',
 };
 
 /** A statement prepared and checked once, kept for later calls with the same text. */
@@ -367,6 +391,12 @@ export class ScopedSql {
   private readonly label: string;
   private readonly maxResultBytes: number;
   private readonly writeHint: string;
+  /** `SELECT warden_deadline(token, ms)` when the guard is loaded, else null. */
+  private readonly arm: Database.Statement | null = null;
+  /** The connection's guard token: only this worker's JavaScript knows it. */
+  private readonly token = randomBytes(16).toString('hex');
+  /** The deadline armed (epoch ms), or null. */
+  private deadline: number | null = null;
 
   /**
    * @param file host path of the scope's database (created when missing unless `mustExist`)
@@ -381,15 +411,41 @@ export class ScopedSql {
     this.label = `scope "${options.name ?? file}"`;
     this.maxResultBytes = options.maxResultBytes ?? Infinity;
     this.writeHint = options.writeHint ?? 'writing needs a grant with mode rw';
+    if (options.guard !== false && sqlGuardBuilt()) {
+      this.arm = this.db.prepare('SELECT warden_deadline(?, ?)').pluck();
+      // The first call claims the connection's token; any later one must present it.
+      this.arm.get(this.token, 0);
+    }
+  }
+
+  /** Whether a statement still running at the deadline is interrupted (the guard extension is loaded). */
+  get interruptible(): boolean {
+    return this.arm !== null;
+  }
+
+  /**
+   * Bound every statement by `deadline` (epoch ms, `Date.now()`'s clock), or by nothing (null).
+   * A statement still running then is interrupted by SQLite's `sqlite3_interrupt()` from the
+   * guard's watchdog thread (when {@link interruptible}); one started later is refused before
+   * it runs. Both fail with `E_LIMIT_TIME`. Costs one statement when the deadline changes.
+   */
+  setDeadline(deadline: number | null): void {
+    if (deadline === this.deadline) return;
+    this.deadline = deadline;
+    if (!this.arm) return;
+    // A deadline already past arms at once (1 ms): the next statement is refused anyway.
+    this.arm.get(this.token, deadline === null ? 0 : Math.max(1, deadline - Date.now()));
   }
 
   /**
    * Run a statement that returns rows (SELECT, VALUES, an allowed PRAGMA, … RETURNING) with
    * `params` bound to its `?` placeholders.
    * @throws ScopedSqlError `E_SQL_DENIED` (refused), `E_SQL_INVALID` (SQLite rejected it, or
-   *   it returns no rows), `E_LIMIT_SQL_SIZE`, `E_LIMIT_OUTPUT` (values past `maxResultBytes`), `E_LIMIT_TIME` (locked)
+   *   it returns no rows), `E_LIMIT_SQL_SIZE`, `E_LIMIT_OUTPUT` (values past `maxResultBytes`),
+   *   `E_LIMIT_TIME` (locked by another connection, or past the deadline: {@link setDeadline})
    */
   query(sql: string, params: SqlValue[]): SqlRows {
+    if (this.deadline !== null && Date.now() >= this.deadline) throw this.late();
     const p = this.prepared(sql, params);
     if (!p.reader) throw new ScopedSqlError('E_SQL_INVALID', 'query() runs statements that return rows; use execute() for this one');
     let rows: unknown[][];
@@ -410,6 +466,7 @@ export class ScopedSql {
    * @throws ScopedSqlError as {@link query}
    */
   execute(sql: string, params: SqlValue[]): SqlExecResult {
+    if (this.deadline !== null && Date.now() >= this.deadline) throw this.late();
     const p = this.prepared(sql, params);
     let info: Database.RunResult;
     try {
@@ -440,6 +497,8 @@ export class ScopedSql {
    */
   endCall(): boolean {
     if (!this.db.inTransaction) return false;
+    // Not interrupted itself: the deadline was the call's.
+    this.setDeadline(null);
     this.db.exec('ROLLBACK');
     this.cache.clear();
     return true;
@@ -530,6 +589,10 @@ export class ScopedSql {
     return out;
   }
 
+  private late(): ScopedSqlError {
+    return new ScopedSqlError('E_LIMIT_TIME', `${this.label}: the call's deadline has passed; no further statement runs in this call`);
+  }
+
   private readOnly(): ScopedSqlError {
     return new ScopedSqlError('E_SQL_DENIED', `${this.label} is granted read-only (sql mode ro) and this statement writes; ${this.writeHint}`);
   }
@@ -547,6 +610,9 @@ export class ScopedSql {
       return new ScopedSqlError('E_LIMIT_SQL_SIZE', `${this.label} is full: its cap is ${cap} (${pages} pages of ${pageSize} B, TEMP as much again), or the disk is full; delete rows (then VACUUM) to make room`, err);
     }
     if (sqlite === 'SQLITE_TOOBIG' || sqlite.startsWith('SQLITE_NOMEM')) return new ScopedSqlError('E_LIMIT_SQL_SIZE', `${message} (${sqlite})`, err);
+    if (sqlite === 'SQLITE_INTERRUPT') {
+      return new ScopedSqlError('E_LIMIT_TIME', `${this.label}: the statement was still running at the call's deadline and SQLite interrupted it; make it cheaper (an index, a LIMIT) or give the call more time`, err);
+    }
     if (sqlite.startsWith('SQLITE_BUSY')) return new ScopedSqlError('E_LIMIT_TIME', `${this.label} stayed locked by another connection for ${BUSY_TIMEOUT_MS} ms; try again`, err);
     if (sqlite.startsWith('SQLITE_READONLY')) return this.readOnly();
     if (/^(not authorized|unsafe use of)/.test(message)) return new ScopedSqlError('E_SQL_DENIED', `${message}: SQLite refuses it in a scope (trusted_schema is off, load_extension is disabled)`, err);

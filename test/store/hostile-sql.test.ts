@@ -151,7 +151,7 @@ describe('scope A cannot reach scope B or the kernel database', () => {
     ]);
   });
 
-  it('VACUUM INTO, load_extension and file or tokenizer functions are refused', async () => {
+  it('VACUUM INTO, load_extension, file or tokenizer functions and the guard\'s deadline function are refused', async () => {
     const stolen = join(k.dataDir, 'stolen.db');
     const elsewhere = join(tmpdir(), `warden-stolen-${process.pid}.db`);
     const ext = join(process.cwd(), 'node_modules/better-sqlite3/build/Release/better_sqlite3.node');
@@ -174,6 +174,12 @@ describe('scope A cannot reach scope B or the kernel database', () => {
       [{ q: "SELECT fts3_tokenizer('simple')" }, (r, l) => expectDenied(r, /fts3_tokenizer\(\) is refused/, l)],
       [{ q: "SELECT fts3_tokenizer('evil', x'0000000000000000')" }, (r, l) => expectDenied(r, /fts3_tokenizer\(\) is refused/, l)],
       [{ q: "SELECT sqlite_attach('x', 'y', NULL)" }, (r, l) => expectInvalid(r, /no such function: sqlite_attach/, l)],
+      // The guard's own function would lift the statement deadline (it also wants a token the guest never sees).
+      [{ q: `SELECT warden_deadline('${'0'.repeat(32)}', 0)` }, (r, l) => expectDenied(r, /warden_deadline\(\) is refused/, l)],
+      [{ q: 'SELECT "Warden_Deadline"(?, ?)', params: [{ text: '0'.repeat(32) }, { int: 0 }] }, (r, l) => expectDenied(r, /warden_deadline\(\) is refused/, l)],
+      [{ x: "CREATE TEMP TRIGGER dl AFTER INSERT ON main.secrets BEGIN SELECT warden_deadline('x', 0); END" }, (r, l) => expect(r.ok, l).toBe(true)],
+      [{ x: "INSERT INTO secrets VALUES ('k4', 'v4')" }, (r, l) => expectDenied(r, /warden_deadline\(\) is refused|unsafe use of warden_deadline\(\)/, l)],
+      [{ x: 'DROP TRIGGER dl' }, (r, l) => expect(r.ok, l).toBe(true)],
     ]);
     expect(existsSync(stolen)).toBe(false);
     expect(existsSync(elsewhere)).toBe(false);
@@ -243,29 +249,37 @@ describe('limits', () => {
     expect(limits.map((e) => e.detail).join('\n')).toContain('E_LIMIT_SQL_SIZE');
   });
 
-  it('a query past its deadline: the caller gets E_LIMIT_TIME, the kernel keeps serving, the scope is intact', async () => {
+  it('a query past its deadline is interrupted inside SQLite: the guest gets E_LIMIT_TIME and answers, its worker serves on, the scope is intact', async () => {
     await k.steps('slow', [{ x: 'CREATE TABLE kept (x TEXT)' }, { x: "INSERT INTO kept VALUES ('before')" }]);
-    // Finite, but several times the deadline: ~15 M rows of a recursive CTE in one sqlite3_step.
-    const runaway = 'WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c LIMIT 15000000) SELECT count(*) FROM c';
+    const workerIds = () => k.kernel.mesh.pools().find((p) => p.name === 'slow')!.workers.map((w) => w.workerId).sort();
+    const before = workerIds();
+    // Unbounded: without an interrupt this statement never ends, and no JavaScript can stop it.
+    const forever = 'WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c) SELECT count(*) FROM c';
     const started = Date.now();
-    await expect(k.call('slow', { steps: [{ q: runaway }] }, 1500)).rejects.toThrow(/^E_LIMIT_TIME: slow\.call did not answer within \d+ ms; its worker was stopped and is being replaced$/);
+    const results = await k.call<StepResult[]>('slow', {
+      steps: [{ x: 'BEGIN' }, { x: "INSERT INTO kept VALUES ('doomed')" }, { q: forever }, { q: 'SELECT x FROM kept' }],
+    }, 1500);
     const waited = Date.now() - started;
-    expect(waited).toBeGreaterThanOrEqual(1400);
-    expect(waited).toBeLessThan(4000);
-    // The kernel serves others and the same component (its other worker) at once.
+    expect(results.slice(0, 2).every((r) => r.ok)).toBe(true);
+    expect(results[2]).toEqual({ ok: false, error: { tag: 'limit', val: expect.stringMatching(/^E_LIMIT_TIME: scope "slow": the statement was still running at the call's deadline and SQLite interrupted it/) } });
+    expect(results[3]).toEqual({ ok: false, error: { tag: 'limit', val: expect.stringMatching(/^E_LIMIT_TIME: scope "slow": the call's deadline has passed/) } });
+    // Interrupted a margin before the deadline (75 ms of 1500), so the guest answered in time.
+    expect(waited).toBeGreaterThanOrEqual(1350);
+    expect(waited).toBeLessThan(1500 + 1000);
+    // No worker was stopped or replaced, and no thread is still running the statement: this
+    // process (the kernel and its workers) is idle for the next second.
+    expect(workerIds()).toEqual(before);
+    const cpu = process.cpuUsage();
+    await new Promise((r) => setTimeout(r, 1000));
+    const used = process.cpuUsage(cpu);
+    expect((used.user + used.system) / 1000).toBeLessThan(400);
+    // The kernel serves others and the same component at once; the call's transaction is gone.
     expect(await k.steps('scope-b', [{ q: 'SELECT v FROM secrets' }])).toEqual([{ ok: true, columns: ['v'], rows: [['B-SECRET']] }]);
     expect(await k.steps('slow', [{ q: 'SELECT x FROM kept' }])).toEqual([{ ok: true, columns: ['x'], rows: [['before']] }]);
-    expect(fileRows('slow', 'PRAGMA integrity_check')).toEqual([['ok']]);
-    // better-sqlite3 cannot interrupt a running statement: the stopped worker's thread exits when
-    // its statement ends, and only then is it replaced. The pool comes back to two workers.
-    const workers = () => k.kernel.mesh.pools().find((p) => p.name === 'slow')!.workers.length;
-    const deadline = Date.now() + 90_000;
-    while (workers() < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-    expect(workers()).toBe(2);
     expect(fileRows('slow', 'SELECT x FROM kept')).toEqual([['before']]);
     expect(fileRows('slow', 'PRAGMA integrity_check')).toEqual([['ok']]);
     const limits = k.kernel.store.auditEvents(500).filter((e) => e.kind === 'limit' && e.component === 'slow');
-    expect(limits.map((e) => e.detail).join('\n')).toContain('E_LIMIT_TIME');
+    expect(limits.map((e) => e.detail).join('\n')).toContain('SQLite interrupted it');
   });
 
   it('a transaction of a call stopped at its deadline is rolled back and its lock released', async () => {

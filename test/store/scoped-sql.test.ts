@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
-import { classify, listScopes, openScope, scopeFile, ScopedSql, ScopedSqlError, type SqlValue } from '../../kernel/store/scoped-sql.js';
+import { classify, listScopes, openScope, scopeFile, ScopedSql, ScopedSqlError, sqlGuardBuilt, type SqlValue } from '../../kernel/store/scoped-sql.js';
 import { tempDir } from '../support/fixtures.js';
 
 const text = (val: string): SqlValue => ({ tag: 'text', val });
@@ -64,6 +64,23 @@ describe('the connection alone: what SQLite refuses whatever statement arrives',
     expect(() => db.prepare('INSERT INTO big VALUES (randomblob(200000))').run()).toThrow(/database or disk is full/);
     expect(() => db.prepare('INSERT INTO tbig VALUES (randomblob(200000))').run()).toThrow(/database or disk is full/);
     db.close();
+  });
+
+  it('the guard extension is loaded, and its warden_deadline() needs the connection\'s token', () => {
+    expect(sqlGuardBuilt()).toBe(true);
+    const db = openScope(join(tempDir('scope'), 'g.db'), 'rw');
+    const token = 'k'.repeat(32);
+    expect(db.prepare('SELECT warden_deadline(?, 0)').pluck().get(token)).toBe(1n);
+    // Whoever calls it later without the token that claimed the connection is refused.
+    expect(() => db.prepare('SELECT warden_deadline(?, 0)').get('x'.repeat(32))).toThrow(/^warden_deadline: not authorized$/);
+    expect(() => db.prepare("SELECT warden_deadline('short', 0)").get()).toThrow(/^warden_deadline: not authorized$/);
+    // Not from a view, trigger or default: the schema is the component's.
+    db.exec(`CREATE VIEW v AS SELECT warden_deadline('${token}', 0) AS d`);
+    expect(() => db.prepare('SELECT d FROM v').get()).toThrow(/unsafe use of warden_deadline\(\)/);
+    db.close();
+    const bare = openScope(join(tempDir('scope'), 'h.db'), 'rw', { guard: false });
+    expect(() => bare.prepare('SELECT warden_deadline(?, 0)')).toThrow(/^no such function: warden_deadline$/);
+    bare.close();
   });
 
   it('a scope file that does not exist: ro sees an empty database, mustExist refuses to open it', () => {
@@ -178,6 +195,34 @@ describe('ScopedSql', () => {
     expect(sql.endCall()).toBe(true);
     expect(sql.inTransaction).toBe(false);
     expect(sql.query('SELECT k FROM t', []).values).toEqual([[text('key')]]);
+  });
+
+  it('a statement still running at the deadline is interrupted by SQLite; later ones are refused; a write transaction is rolled back', () => {
+    const { sql } = scope();
+    expect(sql.interruptible).toBe(true);
+    // Unbounded: without an interrupt it never ends.
+    const forever = 'WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c) SELECT count(*) FROM c';
+    sql.execute('BEGIN', []);
+    sql.execute("INSERT INTO t VALUES ('doomed', 'row')", []);
+    const started = Date.now();
+    sql.setDeadline(started + 300);
+    const err = thrown(() => sql.query(forever, []));
+    const took = Date.now() - started;
+    expect(err.payload).toEqual({ tag: 'limit', val: expect.stringMatching(/^E_LIMIT_TIME: scope "s": the statement was still running at the call's deadline and SQLite interrupted it/) });
+    expect(took).toBeGreaterThanOrEqual(295);
+    expect(took).toBeLessThan(2000);
+    expect(thrown(() => sql.query('SELECT 1', [])).message).toMatch(/^E_LIMIT_TIME: scope "s": the call's deadline has passed; no further statement runs in this call$/);
+    // The next call (a new deadline) finds the connection usable, and the write of the interrupted transaction gone.
+    sql.setDeadline(Date.now() + 60_000);
+    sql.endCall();
+    expect(sql.query('SELECT k FROM t', []).values).toEqual([[text('key')]]);
+    // A deadline that passes while nothing runs interrupts nothing later.
+    sql.setDeadline(Date.now() + 20);
+    const until = Date.now() + 60;
+    while (Date.now() < until);
+    sql.setDeadline(null);
+    expect(sql.query('SELECT count(*) FROM t', []).values).toEqual([[int(1n)]]);
+    sql.close();
   });
 
   it('cached statements follow schema changes: column names after ALTER here or elsewhere', () => {
