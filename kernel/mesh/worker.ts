@@ -450,13 +450,13 @@ function withSql<T>(op: (scope: ScopedSql) => T): T {
 }
 
 /**
- * When a call's statements stop (epoch ms): its deadline less a margin — 5 % of the time left,
- * between 20 and 250 ms — so that the guest gets `E_LIMIT_TIME` from the statement and can still
+ * When a call's statements stop (epoch ms): its deadline less a margin — 10 % of the time left,
+ * between 50 and 500 ms — so that the guest gets `E_LIMIT_TIME` from the statement and can still
  * answer before the mesh stops its worker at the deadline itself. null: no deadline.
  */
 function sqlDeadline(deadline: number): number | null {
   if (!Number.isFinite(deadline)) return null;
-  return deadline - Math.min(250, Math.max(20, (deadline - Date.now()) * 0.05));
+  return deadline - Math.min(500, Math.max(50, (deadline - Date.now()) * 0.1));
 }
 
 /** Roll back a transaction the last call left open (between calls only). */

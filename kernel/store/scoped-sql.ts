@@ -372,7 +372,7 @@ const DENIED_FUNCTIONS: Readonly<Record<string, string>> = {
   sqlite_detach: 'DETACH is refused: a scope is one database file',
   load_extension: 'load_extension() is refused: extensions are native code running in the kernel',
   fts3_tokenizer: 'fts3_tokenizer() is refused: it exposes and registers native tokenizer pointers',
-  warden_deadline: 'warden_deadline() is refused: it is the kernel\'s own clock on the statement (the call\'s deadline)',
+  warden_guard: 'warden_guard() is refused: it sets the kernel\'s own limits on the scope (the call\'s deadline, the largest value)',
 };
 
 /** A statement prepared and checked once, kept for later calls with the same text. */
@@ -391,8 +391,8 @@ export class ScopedSql {
   private readonly label: string;
   private readonly maxResultBytes: number;
   private readonly writeHint: string;
-  /** `SELECT warden_deadline(token, ms)` when the guard is loaded, else null. */
-  private readonly arm: Database.Statement | null = null;
+  /** `SELECT warden_guard(token, setting, value)` when the guard is loaded, else null. */
+  private readonly guard: Database.Statement | null = null;
   /** The connection's guard token: only this worker's JavaScript knows it. */
   private readonly token = randomBytes(16).toString('hex');
   /** The deadline armed (epoch ms), or null. */
@@ -402,7 +402,8 @@ export class ScopedSql {
    * @param file host path of the scope's database (created when missing unless `mustExist`)
    * @param mode `ro` or `rw` (the grant's mode)
    * @param options `maxPages` (size cap, 4 KiB pages), `maxResultBytes` (cap on a result's
-   *   values, bytes: the guest's memory cap; default unbounded), `mustExist`, `name` (for
+   *   values, bytes: the guest's memory cap; also the largest string, blob or row SQLite may
+   *   build, with the guard; default unbounded), `mustExist`, `name` (for
    *   messages), `writeHint` (what a refused write under `ro` should do instead)
    * @throws SqliteError when the file cannot be opened
    */
@@ -412,15 +413,17 @@ export class ScopedSql {
     this.maxResultBytes = options.maxResultBytes ?? Infinity;
     this.writeHint = options.writeHint ?? 'writing needs a grant with mode rw';
     if (options.guard !== false && sqlGuardBuilt()) {
-      this.arm = this.db.prepare('SELECT warden_deadline(?, ?)').pluck();
+      this.guard = this.db.prepare('SELECT warden_guard(?, ?, ?)').pluck();
       // The first call claims the connection's token; any later one must present it.
-      this.arm.get(this.token, 0);
+      this.guard.get(this.token, 'deadline', 0);
+      // No string or blob larger than the guest could hold is built inside SQLite either.
+      if (Number.isFinite(this.maxResultBytes)) this.guard.get(this.token, 'max_length', Math.max(1, Math.min(this.maxResultBytes, 2 ** 31 - 1)));
     }
   }
 
   /** Whether a statement still running at the deadline is interrupted (the guard extension is loaded). */
   get interruptible(): boolean {
-    return this.arm !== null;
+    return this.guard !== null;
   }
 
   /**
@@ -432,9 +435,9 @@ export class ScopedSql {
   setDeadline(deadline: number | null): void {
     if (deadline === this.deadline) return;
     this.deadline = deadline;
-    if (!this.arm) return;
+    if (!this.guard) return;
     // A deadline already past arms at once (1 ms): the next statement is refused anyway.
-    this.arm.get(this.token, deadline === null ? 0 : Math.max(1, deadline - Date.now()));
+    this.guard.get(this.token, 'deadline', deadline === null ? 0 : Math.max(1, deadline - Date.now()));
   }
 
   /**
@@ -608,6 +611,11 @@ export class ScopedSql {
       const pageSize = Number(this.db.pragma('page_size', { simple: true }));
       const cap = pages * pageSize >= 2 ** 20 ? `${Math.round((pages * pageSize) / 2 ** 20)} MiB` : `${Math.round((pages * pageSize) / 1024)} KiB`;
       return new ScopedSqlError('E_LIMIT_SQL_SIZE', `${this.label} is full: its cap is ${cap} (${pages} pages of ${pageSize} B, TEMP as much again), or the disk is full; delete rows (then VACUUM) to make room`, err);
+    }
+    // A bound parameter past the cap fails in better-sqlite3's binder, as a RangeError with no code.
+    const tooBig = sqlite === 'SQLITE_TOOBIG' || (err instanceof RangeError && /^The bound string, buffer, or bigint is too big$/.test(message));
+    if (tooBig && this.guard && Number.isFinite(this.maxResultBytes)) {
+      return new ScopedSqlError('E_LIMIT_SQL_SIZE', `${this.label}: a string, blob or row would exceed ${this.maxResultBytes} bytes (the component's memory cap), so SQLite refused to build it (SQLITE_TOOBIG); split the value`, err);
     }
     if (sqlite === 'SQLITE_TOOBIG' || sqlite.startsWith('SQLITE_NOMEM')) return new ScopedSqlError('E_LIMIT_SQL_SIZE', `${message} (${sqlite})`, err);
     if (sqlite === 'SQLITE_INTERRUPT') {

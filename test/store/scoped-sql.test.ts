@@ -66,20 +66,21 @@ describe('the connection alone: what SQLite refuses whatever statement arrives',
     db.close();
   });
 
-  it('the guard extension is loaded, and its warden_deadline() needs the connection\'s token', () => {
+  it('the guard extension is loaded, and its warden_guard() needs the connection\'s token', () => {
     expect(sqlGuardBuilt()).toBe(true);
     const db = openScope(join(tempDir('scope'), 'g.db'), 'rw');
     const token = 'k'.repeat(32);
-    expect(db.prepare('SELECT warden_deadline(?, 0)').pluck().get(token)).toBe(1n);
+    expect(db.prepare("SELECT warden_guard(?, 'deadline', 0)").pluck().get(token)).toBe(1n);
     // Whoever calls it later without the token that claimed the connection is refused.
-    expect(() => db.prepare('SELECT warden_deadline(?, 0)').get('x'.repeat(32))).toThrow(/^warden_deadline: not authorized$/);
-    expect(() => db.prepare("SELECT warden_deadline('short', 0)").get()).toThrow(/^warden_deadline: not authorized$/);
+    expect(() => db.prepare("SELECT warden_guard(?, 'deadline', 0)").get('x'.repeat(32))).toThrow(/^warden_guard: not authorized$/);
+    expect(() => db.prepare("SELECT warden_guard('short', 'max_length', 1e9)").get()).toThrow(/^warden_guard: not authorized$/);
+    expect(() => db.prepare("SELECT warden_guard(?, 'anything', 1)").get(token)).toThrow(/^warden_guard: unknown setting or value$/);
     // Not from a view, trigger or default: the schema is the component's.
-    db.exec(`CREATE VIEW v AS SELECT warden_deadline('${token}', 0) AS d`);
-    expect(() => db.prepare('SELECT d FROM v').get()).toThrow(/unsafe use of warden_deadline\(\)/);
+    db.exec(`CREATE VIEW v AS SELECT warden_guard('${token}', 'deadline', 0) AS d`);
+    expect(() => db.prepare('SELECT d FROM v').get()).toThrow(/unsafe use of warden_guard\(\)/);
     db.close();
     const bare = openScope(join(tempDir('scope'), 'h.db'), 'rw', { guard: false });
-    expect(() => bare.prepare('SELECT warden_deadline(?, 0)')).toThrow(/^no such function: warden_deadline$/);
+    expect(() => bare.prepare("SELECT warden_guard(?, 'deadline', 0)")).toThrow(/^no such function: warden_guard$/);
     bare.close();
   });
 
@@ -172,6 +173,12 @@ describe('ScopedSql', () => {
     expect(sql.query('SELECT zeroblob(5000)', []).values[0]![0]).toMatchObject({ tag: 'blob' });
     const big = thrown(() => sql.query('WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c LIMIT 100) SELECT i, zeroblob(500) FROM c', []));
     expect(big.payload).toEqual({ tag: 'limit', val: 'E_LIMIT_OUTPUT: the result holds more than 10000 bytes (the component\'s memory cap) after 20 of 100 rows; select fewer rows or columns (LIMIT … OFFSET …)' });
+    // A single value past the cap is not even built inside SQLite (the guard's SQLITE_LIMIT_LENGTH).
+    for (const huge of ['SELECT randomblob(20000)', "SELECT length(printf('%.*c', 20000, 'x'))", 'WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c LIMIT 100) SELECT length(group_concat(zeroblob(500))) FROM c']) {
+      expect(thrown(() => sql.query(huge, [])).payload, huge).toEqual({ tag: 'limit', val: expect.stringMatching(/^E_LIMIT_SQL_SIZE: scope "s": a string, blob or row would exceed 10000 bytes \(the component's memory cap\), so SQLite refused to build it \(SQLITE_TOOBIG\); split the value$/) });
+    }
+    expect(thrown(() => sql.execute('INSERT INTO t VALUES (?, ?)', [text('k'), text('v'.repeat(20_000))])).code).toBe('E_LIMIT_SQL_SIZE');
+    expect(sql.query('SELECT count(*) FROM t', []).values).toEqual([[int(1n)]]);
   });
 
   it('read-only: every writing statement is refused with what to do, reads work', () => {

@@ -11,8 +11,10 @@
  *  - Loading this extension on a connection (sqlite3_sqlguard_init, through better-sqlite3's
  *    Database#loadExtension, which enables the C entry point only) registers the connection
  *    with one watchdog thread per process and defines the SQL function
- *    warden_deadline(token TEXT, ms NUMBER) on it: arm the interrupt `ms` milliseconds from
- *    now (CLOCK_MONOTONIC), or disarm it when ms <= 0. It returns 1.
+ *    warden_guard(token TEXT, setting TEXT, value NUMBER) on it:
+ *    'deadline' arms the interrupt `value` ms from now (CLOCK_MONOTONIC), or disarms it (<= 0);
+ *    'max_length' caps a string or blob at `value` bytes (SQLITE_LIMIT_LENGTH, SQLite's default
+ *    is 1e9), which bounds the largest single allocation a statement can make.
  *  - The first call sets the connection's token (16 to 64 bytes); every later call must give
  *    the same one, or it fails with "not authorized". The kernel keeps the token in the worker's
  *    JavaScript, out of the guest's reach, and refuses guest statements that name the function.
@@ -110,37 +112,55 @@ static void guard_free(void *p) {
   sqlite3_free(g);
 }
 
-/* warden_deadline(token, ms): arm (ms > 0) or disarm (ms <= 0) this connection's interrupt. */
-static void warden_deadline(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
-  (void)argc;
-  Guard *g = (Guard *)sqlite3_user_data(ctx);
-  const unsigned char *token = sqlite3_value_text(argv[0]);
-  int len = sqlite3_value_bytes(argv[0]);
-  if (!token || len < TOKEN_MIN || len > TOKEN_MAX) {
-    sqlite3_result_error(ctx, "warden_deadline: not authorized", -1);
-    return;
-  }
-  int type = sqlite3_value_type(argv[1]);
-  if (type != SQLITE_INTEGER && type != SQLITE_FLOAT) {
-    sqlite3_result_error(ctx, "warden_deadline: ms must be a number", -1);
-    return;
-  }
-  double requested = sqlite3_value_double(argv[1]);
-  pthread_mutex_lock(&guards_lock);
+/* Whether `token` is the connection's; the first call claims it. Called with guards_lock held. */
+static int authorized(Guard *g, sqlite3_value *value) {
+  const unsigned char *token = sqlite3_value_text(value);
+  int len = sqlite3_value_bytes(value);
+  if (!token || len < TOKEN_MIN || len > TOKEN_MAX) return 0;
   if (g->token_len == 0) {
     memcpy(g->token, token, (size_t)len);
     g->token_len = len;
-  } else if (g->token_len != len || memcmp(g->token, token, (size_t)len) != 0) {
-    pthread_mutex_unlock(&guards_lock);
-    sqlite3_result_error(ctx, "warden_deadline: not authorized", -1);
+    return 1;
+  }
+  return g->token_len == len && memcmp(g->token, token, (size_t)len) == 0;
+}
+
+/*
+ * warden_guard(token, 'deadline', ms): arm this connection's interrupt `ms` from now (ms > 0), or
+ *   disarm it (0, negative, NaN); at most a year away. Returns 1.
+ * warden_guard(token, 'max_length', bytes): cap a string or blob at `bytes`
+ *   (sqlite3_limit SQLITE_LIMIT_LENGTH; SQLite's own maximum still applies). Returns the cap before.
+ */
+static void warden_guard(sqlite3_context *ctx, int argc, sqlite3_value **argv) {
+  (void)argc;
+  Guard *g = (Guard *)sqlite3_user_data(ctx);
+  const char *setting = (const char *)sqlite3_value_text(argv[1]);
+  int type = sqlite3_value_type(argv[2]);
+  pthread_mutex_lock(&guards_lock);
+  int ok = authorized(g, argv[0]);
+  pthread_mutex_unlock(&guards_lock);
+  if (!ok) {
+    sqlite3_result_error(ctx, "warden_guard: not authorized", -1);
     return;
   }
-  /* A positive ms arms (at most a year away); 0, a negative number or NaN disarms. */
-  const double year_ms = 1000.0 * 86400 * 365;
-  g->deadline_ns = requested > 0 ? now_ns() + (int64_t)((requested < year_ms ? requested : year_ms) * 1e6) + 1 : 0;
-  pthread_cond_signal(&guards_changed);
-  pthread_mutex_unlock(&guards_lock);
-  sqlite3_result_int(ctx, 1);
+  if (!setting || (type != SQLITE_INTEGER && type != SQLITE_FLOAT)) {
+    sqlite3_result_error(ctx, "warden_guard: expects (token, setting, number)", -1);
+    return;
+  }
+  double value = sqlite3_value_double(argv[2]);
+  if (strcmp(setting, "deadline") == 0) {
+    const double year_ms = 1000.0 * 86400 * 365;
+    pthread_mutex_lock(&guards_lock);
+    g->deadline_ns = value > 0 ? now_ns() + (int64_t)((value < year_ms ? value : year_ms) * 1e6) + 1 : 0;
+    pthread_cond_signal(&guards_changed);
+    pthread_mutex_unlock(&guards_lock);
+    sqlite3_result_int(ctx, 1);
+  } else if (strcmp(setting, "max_length") == 0 && value >= 1) {
+    int bytes = value < 2147483647.0 ? (int)value : 2147483647;
+    sqlite3_result_int(ctx, sqlite3_limit(g->db, SQLITE_LIMIT_LENGTH, bytes));
+  } else {
+    sqlite3_result_error(ctx, "warden_guard: unknown setting or value", -1);
+  }
 }
 
 #ifdef _WIN32
@@ -163,10 +183,10 @@ int sqlite3_sqlguard_init(sqlite3 *db, char **err, const sqlite3_api_routines *a
   guards = g;
   pthread_mutex_unlock(&guards_lock);
   /* On failure SQLite calls the destructor, which unlinks and frees the guard. */
-  int rc = sqlite3_create_function_v2(db, "warden_deadline", 2, SQLITE_UTF8 | SQLITE_DIRECTONLY, g,
-                                      warden_deadline, 0, 0, guard_free);
+  int rc = sqlite3_create_function_v2(db, "warden_guard", 3, SQLITE_UTF8 | SQLITE_DIRECTONLY, g,
+                                      warden_guard, 0, 0, guard_free);
   if (rc != SQLITE_OK) {
-    *err = sqlite3_mprintf("sql-guard: cannot define warden_deadline (%s)", sqlite3_errmsg(db));
+    *err = sqlite3_mprintf("sql-guard: cannot define warden_guard (%s)", sqlite3_errmsg(db));
     return rc;
   }
   return SQLITE_OK;
