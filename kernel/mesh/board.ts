@@ -15,6 +15,7 @@
  * | slot `READY`    | fresh instances the worker holds ready (long-lived workers: 1 when idle) |
  * | slot `SERVED`   | calls served since the worker started (idle detection)                  |
  * | slot `WORKER`   | the id of the worker in the slot (a stale port is never used)           |
+ * | slot `NATIVE`   | 1 while the worker is inside a SQLite call (see {@link Board.native})   |
  *
  * After the Int32 words, one Float64 per slot holds the deadline (ms since the epoch) of the call
  * the slot's worker is serving, 0 when idle: the main thread's watchdog stops a worker still
@@ -44,11 +45,12 @@ const HIGH = 2;
 /** 1 once the board's target was replaced or removed: callers ask the main thread again. */
 const RETIRED = 3;
 const HEADER = 4;
-const STRIDE = 4;
+const STRIDE = 5;
 const LOAD = 0;
 const READY = 1;
 const SERVED = 2;
 const WORKER = 3;
+const NATIVE = 4;
 /** Int32 words before the deadlines (a multiple of 2, so the Float64s are aligned). */
 const WORDS = HEADER + MAX_SLOTS * STRIDE;
 
@@ -188,9 +190,25 @@ export class Board {
     this.deadlines[slot] = deadline;
   }
 
+  /**
+   * Whether the slot's worker is inside a SQLite call. better-sqlite3 aborts the whole process
+   * when a statement fails (as an interrupted one does) while its thread is being terminated, so
+   * the main thread terminates a worker only outside: the scope's guard ends every statement at
+   * the call's deadline, before the mesh stops the worker.
+   */
+  native(slot: number): boolean {
+    return Atomics.load(this.words, this.at(slot, NATIVE)) === 1;
+  }
+
+  /** Serving worker: entering (true) or leaving (false) a SQLite call. */
+  setNative(slot: number, inside: boolean): void {
+    Atomics.store(this.words, this.at(slot, NATIVE), inside ? 1 : 0);
+  }
+
   /** Main thread: put a started worker in service in `slot`. */
   open(slot: number, workerId: number): void {
     this.deadlines[slot] = 0;
+    Atomics.store(this.words, this.at(slot, NATIVE), 0);
     Atomics.store(this.words, this.at(slot, WORKER), workerId);
     Atomics.store(this.words, this.at(slot, SERVED), 0);
     Atomics.store(this.words, this.at(slot, LOAD), 0);

@@ -40,14 +40,19 @@ export interface PoolSettings {
   spares: number;
 }
 
-/** Pool of a stateless tool unless configured: two workers, growing to four, one spare instance each. */
-export const DEFAULT_TOOL_POOL: PoolSettings = { min: 2, max: 4, queue: 64, idleMs: 30_000, spares: 1 };
+/** Pool of a stateless tool unless configured: one worker, growing to four under load, one spare instance each. */
+export const DEFAULT_TOOL_POOL: PoolSettings = { min: 1, max: 4, queue: 64, idleMs: 30_000, spares: 1 };
 /** Pool of a long-lived component (agent, supervisor, command): one worker, one instance. */
 export const LONG_LIVED_POOL: PoolSettings = { min: 1, max: 1, queue: 64, idleMs: 30_000, spares: 0 };
 
 /** How often the watchdog looks for workers serving a call past its deadline, and its grace, ms. */
 const WATCH_MS = 100;
 const WATCH_GRACE_MS = 200;
+
+/** How often a worker to terminate is checked for having left SQLite, ms. */
+const NATIVE_POLL_MS = 5;
+/** How long closing the mesh waits for a worker to leave SQLite, ms (the process is exiting). */
+const CLOSE_NATIVE_WAIT_MS = 5000;
 
 /** Default {@link MeshOptions.sharedThreshold}, bytes. */
 export const SHARED_THRESHOLD = 256 * 1024;
@@ -328,7 +333,7 @@ export class Mesh {
   async terminateWorker(workerId: number): Promise<boolean> {
     const slot = this.byId.get(workerId);
     if (!slot) return false;
-    await slot.worker.terminate();
+    await this.terminate(slot);
     return true;
   }
 
@@ -471,6 +476,20 @@ export class Mesh {
     if (slot.open) slot.target.board.close(slot.index);
     slot.open = false;
     this.tellCallers(slot);
+    await this.terminate(slot);
+  }
+
+  /**
+   * Terminate a worker's thread once it is outside SQLite ({@link Board.native}; polled every
+   * {@link NATIVE_POLL_MS}): better-sqlite3 aborts the process when a statement fails while its
+   * thread is being terminated. The scope's guard ends a statement at the call's deadline, so the
+   * wait is short; without the guard it lasts until the statement ends. `maxWaitMs` bounds it.
+   */
+  private async terminate(slot: WorkerSlot, maxWaitMs = Infinity): Promise<void> {
+    const until = Date.now() + maxWaitMs;
+    while (!slot.dead && slot.target.board.native(slot.index) && Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, NATIVE_POLL_MS));
+    }
     await slot.worker.terminate();
   }
 
@@ -503,7 +522,7 @@ export class Mesh {
     if (slot.open) slot.target.board.close(slot.index);
     slot.open = false;
     this.tellCallers(slot);
-    void slot.worker.terminate();
+    void this.terminate(slot);
   }
 
   /**
@@ -712,7 +731,7 @@ export class Mesh {
     const targets = [...this.targets.values(), ...this.draining, ...this.starting];
     this.targets.clear();
     this.draining.clear();
-    await Promise.all(targets.flatMap((t) => [...t.slots.values()]).map((s) => s.worker.terminate()));
+    await Promise.all(targets.flatMap((t) => [...t.slots.values()]).map((s) => this.terminate(s, CLOSE_NATIVE_WAIT_MS)));
     for (const target of targets) target.markDrained();
   }
 }

@@ -419,6 +419,8 @@ function denied(capability: string): never {
 let sql: ScopedSql | null = null;
 /** The call that used the scope last: a transaction never outlives the call that began it. */
 let sqlCall: CallContext | null = null;
+/** The call whose SQL ran into its deadline: if it then fails, it failed for lack of time. */
+let sqlTimedOut: CallContext | null = null;
 let sqlRollbackQueued = false;
 
 /** Run `op` on the call's SQL scope; its refusals and limit hits are audited. */
@@ -426,6 +428,8 @@ function withSql<T>(op: (scope: ScopedSql) => T): T {
   const c = current();
   const grant = c.grants.sql;
   if (!grant) denied('sql');
+  // The main thread does not terminate this worker while it is inside SQLite (see Board.native).
+  board.setNative(init.slot, true);
   try {
     sql ??= new ScopedSql(join(init.sqlDir, `${grant.scope}.db`), grant.mode, { name: grant.scope, maxResultBytes: init.component.maxPages * 65536 });
     if (sqlCall !== c) {
@@ -436,10 +440,12 @@ function withSql<T>(op: (scope: ScopedSql) => T): T {
     return op(sql);
   } catch (err) {
     if (!(err instanceof ScopedSqlError)) throw new ScopedSqlError('E_SQL_INVALID', `scope ${grant.scope} cannot be used: ${(err as Error).message}`, err);
+    if (err.code === 'E_LIMIT_TIME' && sql?.expired) sqlTimedOut = c;
     if (err.code === 'E_SQL_DENIED') send('denied', { capability: 'sql', scope: grant.scope, reason: err.message });
     else if (err.payload.tag === 'limit') send('limit', { limit: 'sql', scope: grant.scope, reason: err.message });
     throw err;
   } finally {
+    board.setNative(init.slot, false);
     // Serving a call is synchronous, so this runs once the call (and any queued after it) ended:
     // an open transaction would hold the scope's write lock against this pool's other workers.
     if (sql?.inTransaction && !sqlRollbackQueued) {
@@ -462,7 +468,15 @@ function sqlDeadline(deadline: number): number | null {
 /** Roll back a transaction the last call left open (between calls only). */
 function rollbackLeftOpen(): void {
   sqlRollbackQueued = false;
-  if (ctx || !sql?.endCall()) return;
+  if (ctx || !sql) return;
+  board.setNative(init.slot, true);
+  let rolledBack: boolean;
+  try {
+    rolledBack = sql.endCall();
+  } finally {
+    board.setNative(init.slot, false);
+  }
+  if (!rolledBack) return;
   send('log', { level: 'warn', message: 'sql: rolled back a transaction the call left open (a transaction never outlives its call)' });
 }
 
@@ -732,6 +746,10 @@ function serveCall(request: CallRequest): CallReply {
       } else {
         message = `${init.name} trapped: ${why}`;
       }
+    }
+    // A call whose SQL was stopped at its deadline and that then failed ran out of time.
+    if (sqlTimedOut === ctx && ctx) {
+      return { type: 'reply', id: request.id, ok: false, error: { tag: 'timeout', message: `E_LIMIT_TIME: ${init.name}.${request.method} ran out of time: its SQL reached the call's deadline (${message})` }, trapped };
     }
     return { type: 'reply', id: request.id, ok: false, error: { tag: e?.meshTag ?? 'failed', message }, trapped, ...(trapped && init.kind === 'command' ? { exitCode: 125 } : {}) };
   } finally {

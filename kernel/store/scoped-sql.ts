@@ -421,6 +421,11 @@ export class ScopedSql {
     }
   }
 
+  /** Whether the deadline set by {@link setDeadline} has passed. */
+  get expired(): boolean {
+    return this.deadline !== null && Date.now() >= this.deadline;
+  }
+
   /** Whether a statement still running at the deadline is interrupted (the guard extension is loaded). */
   get interruptible(): boolean {
     return this.guard !== null;
@@ -437,7 +442,16 @@ export class ScopedSql {
     this.deadline = deadline;
     if (!this.guard) return;
     // A deadline already past arms at once (1 ms): the next statement is refused anyway.
-    this.guard.get(this.token, 'deadline', deadline === null ? 0 : Math.max(1, deadline - Date.now()));
+    const ms = deadline === null ? 0 : Math.max(1, deadline - Date.now());
+    // The guard repeats the interrupt of an expired deadline for a while: it may hit this statement.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        this.guard.get(this.token, 'deadline', ms);
+        return;
+      } catch (err) {
+        if ((err as { code?: unknown }).code !== 'SQLITE_INTERRUPT' || attempt === 5) throw this.failure(err);
+      }
+    }
   }
 
   /**

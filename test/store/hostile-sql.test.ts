@@ -282,6 +282,28 @@ describe('limits', () => {
     expect(limits.map((e) => e.detail).join('\n')).toContain('SQLite interrupted it');
   });
 
+  it('a worker stopped while inside SQLite is terminated only once its statement ended: the kernel process survives', async () => {
+    // better-sqlite3 aborts the process when a statement fails while its thread is being
+    // terminated; the mesh waits until the worker is out of SQLite (Board.native).
+    const forever = 'WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c) SELECT count(*) FROM c';
+    const call = k.call<StepResult[]>('slow', { steps: [{ q: forever }, { q: forever }] }, 2000).then((r) => ({ ok: true as const, r }), (e: Error) => ({ ok: false as const, e }));
+    const serving = () => k.kernel.mesh.pools().find((p) => p.name === 'slow')!.workers.find((w) => w.load > 0);
+    const deadline = Date.now() + 5000;
+    while (!serving() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 300));
+    const victim = serving()!;
+    const started = Date.now();
+    expect(await k.kernel.mesh.terminateWorker(victim.workerId)).toBe(true);
+    // It waited for the statement's interrupt (at 2000 - 200 ms), not for the statement to end by itself.
+    expect(Date.now() - started).toBeGreaterThan(800);
+    expect(Date.now() - started).toBeLessThan(4000);
+    const outcome = await call;
+    // Either the guest answered with both statements refused in time, or its worker died first.
+    if (outcome.ok) expect(outcome.r.map((r) => r.ok)).toEqual([false, false]);
+    else expect(outcome.e.message).toMatch(/^E_(MESH_FAILED|LIMIT_TIME)/);
+    expect(await k.steps('slow', [{ q: 'SELECT x FROM kept' }])).toEqual([{ ok: true, columns: ['x'], rows: [['before']] }]);
+  });
+
   it('a transaction of a call stopped at its deadline is rolled back and its lock released', async () => {
     await expect(k.call('slow', {
       steps: [{ x: 'BEGIN' }, { x: "INSERT INTO kept VALUES ('doomed')" }],

@@ -20,8 +20,11 @@
  *    JavaScript, out of the guest's reach, and refuses guest statements that name the function.
  *    The function is SQLITE_DIRECTONLY: no view, trigger or schema default may call it.
  *  - At the deadline the watchdog calls sqlite3_interrupt(): the running statement fails with
- *    SQLITE_INTERRUPT (an explicit transaction it writes in is rolled back by SQLite), and the
- *    deadline is disarmed.
+ *    SQLITE_INTERRUPT (an explicit transaction it writes in is rolled back by SQLite). SQLite
+ *    clears the interrupt flag when a statement starts on an otherwise idle connection, so one
+ *    interrupt can land between two statements and be lost: the watchdog repeats it every 5 ms
+ *    for a second after the deadline (the kernel refuses to start a statement after it), or
+ *    until the deadline is re-armed or disarmed.
  *
  * A guard is unlinked when its connection closes (the function's destructor), under the same
  * mutex the watchdog holds while it interrupts, so the watchdog never touches a closed
@@ -41,6 +44,9 @@ SQLITE_EXTENSION_INIT1
 
 #define TOKEN_MIN 16
 #define TOKEN_MAX 64
+/* After the deadline the interrupt is repeated every REPEAT_NS for LINGER_NS. */
+#define REPEAT_NS 5000000LL
+#define LINGER_NS 1000000000LL
 
 typedef struct Guard Guard;
 struct Guard {
@@ -71,12 +77,18 @@ static void *watchdog(void *unused) {
     int64_t now = now_ns(), next = 0;
     for (Guard *g = guards; g; g = g->next) {
       if (g->deadline_ns == 0) continue;
-      if (g->deadline_ns <= now) {
+      int64_t due = g->deadline_ns;
+      if (due <= now) {
+        /* SQLite clears the flag when a statement starts on an idle connection, so an interrupt
+         * that lands between two statements is lost: keep interrupting for a while. */
         sqlite3_interrupt(g->db);
-        g->deadline_ns = 0;
-      } else if (next == 0 || g->deadline_ns < next) {
-        next = g->deadline_ns;
+        if (now - g->deadline_ns >= LINGER_NS) {
+          g->deadline_ns = 0;
+          continue;
+        }
+        due = now + REPEAT_NS;
       }
+      if (next == 0 || due < next) next = due;
     }
     if (next == 0) {
       pthread_cond_wait(&guards_changed, &guards_lock);
