@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
-import { transpileBytes } from '@bytecodealliance/jco-transpile';
+import type { transpileBytes } from 'jco-transpile-glue';
 import { WardenError, messageOf } from '../errors.js';
 import { capMemory, WASM_PAGE_BYTES } from './memory.js';
 import { KNOWN_INTERFACES } from './interfaces.js';
@@ -22,8 +22,22 @@ export function enableWasmFeatures(): void {
   setFlagsFromString('--experimental-wasm-extended-const');
 }
 
-/** Bumped when the transpile options change, so stale cache entries are not reused. */
-const CACHE_FORMAT = 'jco-transpile-0.15-sync-v3';
+/**
+ * The transpiler of the glue, and why it is not the current one. `jco-transpile-glue` is
+ * `@bytecodealliance/jco-transpile@0.1.1` (npm alias), whose glue is jco 1.15.4's byte for byte.
+ * From jco 1.17 on, every synchronous import goes through component-model-async machinery
+ * (`_lowerImportBackwardsCompat`, `createSubtask`, a second `AsyncTask`, …) even when nothing
+ * is async: measured on one thread with the kernel's own imports, an import call costs 4.0 µs
+ * against 0.66 µs, a `mesh.call` import 9.1 against 4.4 µs, instantiation 9.8 against 2.9 ms,
+ * and a component → component call over the mesh ~113 against ~77 µs (bench/README.md). The
+ * kernel uses no async (p3) feature. The devkit and the type generation keep the current
+ * `@bytecodealliance/jco-transpile`. Revisit when upstream lowers sync imports directly.
+ * Differences the kernel relies on not mattering: the old glue does not poison an instance after
+ * a trap (the kernel drops an instance that throws anything but a WIT error), and trap messages
+ * are shorter ("unreachable").
+ */
+/** Bumped when the transpiler or its options change, so stale cache entries are not reused. */
+const CACHE_FORMAT = 'jco-transpile-0.1.1-sync-v4';
 
 /**
  * jco's glue wraps each export in `try { WebAssembly.promising(f) } catch { f }`. Node 20 has no
@@ -165,12 +179,13 @@ export class Engine {
       const meta = JSON.parse(await readFile(metaPath, 'utf8')) as CacheMeta;
       if (meta.format === CACHE_FORMAT) return meta;
     }
+    // Loaded on a cache miss only: a kernel whose components are all cached starts without it.
+    const { transpileBytes: transpile } = await import('jco-transpile-glue');
     let result: Awaited<ReturnType<typeof transpileBytes>>;
     try {
-      result = await transpileBytes(bytes, {
+      result = await transpile(bytes, {
         name: 'glue',
         instantiation: 'sync',
-        noComponentErrorWrapping: false,
         emitTypescriptDeclarations: false,
         base64Cutoff: Number.MAX_SAFE_INTEGER,
       });
