@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import pino, { type Logger } from 'pino';
 import { Engine } from './engine/index.js';
 import { WardenError, messageOf } from './errors.js';
-import { KERNEL_GRANTS, type Manifest } from './grants/index.js';
+import { allows, KERNEL_GRANTS, type Manifest } from './grants/index.js';
 import { effectiveGrants, type Effective } from './grants/effective.js';
 import { Mesh, type CallContext, type CallStats, type MeshComponent, type Notice, type SpanNotice } from './mesh/index.js';
 import { Metrics } from './metrics.js';
@@ -55,6 +55,13 @@ export interface KernelOptions {
    * (`warden run --mode`; tests that edit files run under `acceptEdits`).
    */
   policyMode?: PolicyMode;
+  /**
+   * Load only these registered components, and those their `mesh` requests name (transitively),
+   * instead of every one: a kernel for testing one component (`warden/testing`,
+   * `warden test-component`) starts in a fraction of the time. Tasks need `supervisor` among them.
+   * @throws WardenError `E_NOT_FOUND` from {@link Kernel.start} for a name nobody registered
+   */
+  components?: string[];
 }
 
 /** What `submitTask` takes. */
@@ -101,8 +108,9 @@ export interface StopRecord {
   interrupted: string[];
 }
 
+import { DEFAULT_MODEL } from './inference/types.js';
 /** Default inference target. */
-export const DEFAULT_MODEL = 'qwen2.5-coder:7b';
+export { DEFAULT_MODEL };
 
 /** The running kernel. */
 export class Kernel {
@@ -143,6 +151,8 @@ export class Kernel {
   /** Aborted when a drain interrupts tasks: cancels their inference requests. */
   private readonly interruption = new AbortController();
   private readonly stopListeners = new Set<(reason: string) => void>();
+  /** The components this kernel loads (`KernelOptions.components` and their mesh targets), or null: all. */
+  private only: Set<string> | null = null;
 
   private constructor(
     readonly dataDir: string,
@@ -216,6 +226,14 @@ export class Kernel {
     for (const w of warnings) log.warn({ field: w.path }, `config: ${w.message}`);
     const store = new Store(join(dataDir, 'warden.db'));
     const kernel = new Kernel(dataDir, store, config, log, env);
+    if (options.components) {
+      try {
+        kernel.only = kernel.closure(options.components);
+      } catch (err) {
+        store.close();
+        throw err;
+      }
+    }
     // Tells `warden restore` that a kernel uses this data directory (a stale file names a dead pid).
     writeFileSync(join(dataDir, KERNEL_PID_FILE), String(process.pid));
     store.audit('kernel.start', { pid: process.pid, version: '0.1.0' });
@@ -300,7 +318,7 @@ export class Kernel {
     if (!sqlGuardBuilt()) {
       this.log.warn({ file: SQL_GUARD_FILE }, 'scoped SQL runs without its guard extension (not built: no C compiler at `npm run build`?): a statement still running at its call\'s deadline is not interrupted and keeps its thread busy until it ends; install gcc and run `npm run build`');
     }
-    const all = this.registry.list();
+    const all = this.registry.list().filter((c) => !this.only || this.only.has(c.manifest.name));
     await Promise.all(all.filter((c) => c.builtin).map((c) => this.loadComponent(c)));
     for (const component of all.filter((c) => !c.builtin)) {
       try {
@@ -317,6 +335,22 @@ export class Kernel {
         });
       }
     }
+  }
+
+  /**
+   * `names` and every registered component their manifests' `mesh` requests name, transitively.
+   * @throws WardenError `E_NOT_FOUND` for a name that is not registered
+   */
+  private closure(names: string[]): Set<string> {
+    const registered = new Map(this.registry.list().map((c) => [c.manifest.name, c.manifest]));
+    const missing = names.filter((n) => !registered.has(n));
+    if (missing.length) throw new WardenError('E_NOT_FOUND', `no component named ${missing.join(', ')} is registered (known: ${[...registered.keys()].sort().join(', ')})`);
+    const wanted = new Set(names);
+    for (const name of wanted) {
+      const patterns = registered.get(name)!.requests.mesh.filter((p) => !p.startsWith('topic:'));
+      for (const other of registered.keys()) if (allows(patterns, other)) wanted.add(other);
+    }
+    return wanted;
   }
 
   /** Effective grants and limits of a component, with where each came from. */
@@ -379,6 +413,9 @@ export class Kernel {
    */
   submitTask(input: TaskInput): string {
     this.assertAccepting();
+    if (this.only && !this.only.has('supervisor')) {
+      throw new WardenError('E_NOT_FOUND', `this kernel loads only ${[...this.only].join(', ')} (KernelOptions.components): tasks need the supervisor`);
+    }
     if (!input.prompt.trim()) throw new WardenError('E_BAD_INPUT', 'task is empty: say what the agent should do');
     const configured = this.config.policy.mode;
     if (input.mode && minMode(input.mode, configured) !== input.mode) {

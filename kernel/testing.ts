@@ -44,6 +44,11 @@ export interface StartOptions {
   baseURL?: string;
   /** Environment the kernel reads `$NAME` grants and backend keys from; default `process.env`. */
   env?: NodeJS.ProcessEnv;
+  /**
+   * Load every registered component, not only this one and those its `mesh` requests name
+   * (the default, which starts the kernel several times faster). Default false.
+   */
+  allComponents?: boolean;
 }
 
 /** The outcome of one call; `ms` is its wall-clock time as the caller saw it. */
@@ -141,7 +146,8 @@ function payloadOf(input: unknown): Payload {
 }
 
 /**
- * Start a kernel with one component loaded and a session open on a workspace. A built-in of
+ * Start a kernel with one component loaded (and those its `mesh` requests name; every other
+ * registered one too with `allComponents`) and a session open on a workspace. A built-in of
  * this repository (`build/components/NAME.wasm`) is loaded by the kernel itself, as requested;
  * any other component is pinned and granted what it requests.
  * @throws WardenError from the registry (`E_COMPONENT_INVALID`, `E_UNKNOWN_IMPORT`, a bad manifest)
@@ -170,7 +176,10 @@ export async function startKernelWith(options: StartOptions): Promise<ComponentU
         data.close();
       }
     }
-    const started = await Kernel.start({ dataDir, quiet: true, ...(options.baseURL ? { baseURL: options.baseURL } : {}), ...(options.env ? { env: options.env } : {}) });
+    const started = await Kernel.start({
+      dataDir, quiet: true, ...(options.baseURL ? { baseURL: options.baseURL } : {}), ...(options.env ? { env: options.env } : {}),
+      ...(options.allComponents ? {} : { components: [name] }),
+    });
     kernel = started;
     const shown = started.state.current.components[name];
     if (shown?.status !== 'loaded') throw new WardenError('E_COMPONENT_INVALID', `the kernel did not load ${name}: ${shown?.reason ?? 'it is not registered'}`);

@@ -153,7 +153,7 @@ function chooseManifest(options: ConformanceOptions, inspection: Inspection, scr
 /**
  * The data directory's config: the component granted what its manifest requests (env values
  * from this process's environment), the deadline when given, and one worker per component with
- * no spare instances (built-ins load because every kernel loads them; the run does not call them).
+ * no spare instances (the kernel loads only the component and those its `mesh` requests name).
  */
 function writeConfig(dataDir: string, name: string, manifest: Manifest, timeoutMs: number | undefined): void {
   const { env, ...requests } = manifest.requests;
