@@ -2,15 +2,17 @@
 import { Option, type Command } from 'commander';
 import { resolve } from 'node:path';
 import { isWardenError } from '../errors.js';
-import { checkConfig, configFile, type ConfigIssue, type ConfigReport } from '../config/index.js';
+import type { ConfigIssue, ConfigReport } from '../config/index.js';
 
 /** One issue as a line: `FILE: field.path: message`, or `FILE:LINE:COLUMN: message` for syntax. */
 function formatIssue(file: string, issue: ConfigIssue): string {
   return issue.line !== undefined ? `${file}:${issue.line}:${issue.column}: ${issue.message}` : `${file}: ${issue.path || '(root)'}: ${issue.message}`;
 }
 
-/** The report for FILE, or for the data directory's file (none: defaults). */
-function report(file: string | undefined, dataDir: string): ConfigReport {
+/** The report for FILE, or for the data directory's file (none: defaults). @throws WardenError `E_CONFIG` other than two files */
+async function report(file: string | undefined, dataDir: string): Promise<ConfigReport> {
+  // The schemas (zod) are loaded by this command only.
+  const { checkConfig, configFile } = await import('../config/index.js');
   if (file) return checkConfig(resolve(file));
   try {
     return checkConfig(configFile(resolve(dataDir)));
@@ -30,8 +32,8 @@ export function registerConfigCommands(program: Command): void {
     .addOption(new Option('--data-dir <dir>', 'data directory whose configuration to check').default('.warden'))
     .option('--print', 'also print the effective configuration (defaults applied, secrets masked)')
     .option('--json', 'print {ok, file, errors, warnings, effective} as JSON')
-    .action((file: string | undefined, opts: { dataDir: string; print?: boolean; json?: boolean }) => {
-      const result = report(file, opts.dataDir);
+    .action(async (file: string | undefined, opts: { dataDir: string; print?: boolean; json?: boolean }) => {
+      const result = await report(file, opts.dataDir);
       const name = result.file ?? `${resolve(opts.dataDir)} (no config file: defaults)`;
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);

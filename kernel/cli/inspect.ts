@@ -5,8 +5,6 @@
  */
 import type { Command } from 'commander';
 import { messageOf } from '../errors.js';
-import { formatInspection, inspectComponent } from '../devkit/inspect.js';
-import { formatConformance, testComponent } from '../devkit/conformance.js';
 
 function fail(err: unknown): never {
   process.stderr.write(`warden: ${messageOf(err)}\n`);
@@ -27,6 +25,8 @@ export function registerInspectCommands(program: Command): void {
     .description('print a component\'s world without running it: imports (known to this kernel or not) and exports, its kind, the grants it would need, size and sha256')
     .option('--json', 'print {file, size, sha256, kind, imports, exports, unknownImports, loadable, verdict, grants, initialMemory} as JSON')
     .action(async (file: string, opts: { json?: boolean }) => {
+      // Loaded by the command that uses it (the whole CLI starts without it).
+      const { formatInspection, inspectComponent } = await import('../devkit/inspect.js');
       const inspection = await inspectComponent(file).catch(fail);
       process.stdout.write(`${opts.json ? JSON.stringify(inspection, null, 2) : formatInspection(inspection)}\n`);
     });
@@ -39,6 +39,7 @@ export function registerInspectCommands(program: Command): void {
     .option('--timeout-ms <n>', 'deadline of each call, ms (default: the component\'s limits.timeoutMs)', positiveInt)
     .option('--json', 'print {component, checks: [{name, ok, ms, memoryBytes?, detail}], ok} as JSON')
     .action(async (file: string, opts: { manifest?: string; dir?: string; timeoutMs?: number; json?: boolean }) => {
+      const { formatConformance, testComponent } = await import('../devkit/conformance.js');
       const report = await testComponent({
         file, ...(opts.manifest ? { manifestPath: opts.manifest } : {}), ...(opts.dir ? { workspace: opts.dir } : {}),
         ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),

@@ -6,16 +6,15 @@
 import { Command, Option } from 'commander';
 import type { FastifyInstance } from 'fastify';
 import { resolve } from 'node:path';
-import { Kernel, DEFAULT_MODEL } from '../kernel.js';
+import type { Kernel } from '../kernel.js';
+import { DEFAULT_MODEL } from '../inference/types.js';
 import { messageOf, isWardenError } from '../errors.js';
-import { buildServer } from '../server/index.js';
 import { SessionFs, type ChangeKind, type FileChange } from '../vfs/index.js';
 import { DEFAULT_ORPHAN_DAYS, discardOrphans, findOrphans, recoverSessions } from '../session-policy.js';
 import { Store, SCHEMA_VERSION, restoreStore } from '../store/index.js';
 import { listScopes, scopeFile, ScopedSql, type SqlValue } from '../store/scoped-sql.js';
 import { existsSync } from 'node:fs';
-import { readStdin, runTool } from './tool-run.js';
-import { effectiveOf, formatAdded, formatGrants, openDataDir, type DataDir } from './component.js';
+import type { DataDir } from './component.js';
 import { join } from 'node:path';
 import { isLoopbackAddress, registerKeysCommands, serveBanner } from './keys.js';
 import { registerAuditCommands } from './audit.js';
@@ -32,6 +31,13 @@ program
   .description('A WebAssembly-sandboxed agent kernel: runs supervisor, agent and tool components under deny-by-default grants.')
   .version('0.1.0')
   .showHelpAfterError();
+
+// The kernel, the HTTP server, the component registry and the tool runner are loaded by the
+// commands that use them: `warden --help` and the light commands start without them (~1 s of CPU).
+const kernelModule = () => import('../kernel.js');
+const serverModule = () => import('../server/index.js');
+const componentModule = () => import('./component.js');
+const toolRunModule = () => import('./tool-run.js');
 
 const dataDirOption = () => new Option('--data-dir <dir>', 'data directory: database, sessions, caches').default('.warden');
 
@@ -66,6 +72,7 @@ program
   .option('--base-url <url>', 'base URL of the default OpenAI-compatible backend (default: $OPENAI_BASE_URL or local Ollama)')
   .action(async (opts: { host: string; port: string; dataDir: string; baseUrl?: string }) => {
     const started = Date.now();
+    const [{ Kernel }, { buildServer }] = await Promise.all([kernelModule(), serverModule()]);
     const kernel = await Kernel.start({ dataDir: opts.dataDir, ...(opts.baseUrl ? { baseURL: opts.baseUrl } : {}) }).catch((e) => fail(e));
     if (!kernel.config.server.auth && !isLoopbackAddress(opts.host)) {
       await kernel.close();
@@ -152,6 +159,7 @@ program
     } catch (err) {
       fail(err);
     }
+    const { Kernel } = await kernelModule();
     const kernel = await Kernel.start({
       dataDir: opts.dataDir, quiet: true, ...(opts.baseUrl ? { baseURL: opts.baseUrl } : {}), ...(replay ? { replay: replay.transcript } : {}),
       ...(opts.mode ? { policyMode: opts.mode } : {}),
@@ -253,6 +261,7 @@ task
   .option('--json', 'print the final task as JSON')
   .addOption(dataDirOption())
   .action(async (id: string, opts: { commit?: boolean; baseUrl?: string; json?: boolean; dataDir: string }) => {
+    const { Kernel } = await kernelModule();
     const kernel = await Kernel.start({ dataDir: opts.dataDir, quiet: true, ...(opts.baseUrl ? { baseURL: opts.baseUrl } : {}) }).catch((e) => fail(e));
     try {
       kernel.resumeTask(id);
@@ -425,6 +434,7 @@ component
   .action(async (file: string, opts: { name: string; manifest?: string; json?: boolean; dataDir: string }) => {
     let data: DataDir | undefined;
     try {
+      const { effectiveOf, formatAdded, openDataDir } = await componentModule();
       data = openDataDir(opts.dataDir);
       const result = await data.registry.add(resolve(file), { name: opts.name, ...(opts.manifest ? { manifestPath: resolve(opts.manifest) } : {}) });
       const effective = effectiveOf(data, result.component);
@@ -440,9 +450,10 @@ component
   .description('list built-in and added components, checking every pin')
   .option('--json', 'print JSON')
   .addOption(dataDirOption())
-  .action((opts: { json?: boolean; dataDir: string }) => {
+  .action(async (opts: { json?: boolean; dataDir: string }) => {
     let data: DataDir | undefined;
     try {
+      const { openDataDir } = await componentModule();
       data = openDataDir(opts.dataDir);
       const registry = data.registry;
       const rows = registry.list().map((c) => ({
@@ -467,9 +478,10 @@ component
   .argument('<name>', 'component name')
   .option('--json', 'print JSON')
   .addOption(dataDirOption())
-  .action((name: string, opts: { json?: boolean; dataDir: string }) => {
+  .action(async (name: string, opts: { json?: boolean; dataDir: string }) => {
     let data: DataDir | undefined;
     try {
+      const { effectiveOf, formatGrants, openDataDir } = await componentModule();
       data = openDataDir(opts.dataDir);
       const found = data.registry.get(name);
       const effective = effectiveOf(data, found);
@@ -487,9 +499,10 @@ component
   .description('unpin and delete an added component')
   .argument('<name>', 'component name')
   .addOption(dataDirOption())
-  .action((name: string, opts: { dataDir: string }) => {
+  .action(async (name: string, opts: { dataDir: string }) => {
     let data: DataDir | undefined;
     try {
+      const { openDataDir } = await componentModule();
       data = openDataDir(opts.dataDir);
       data.registry.remove(name);
       process.stdout.write(`removed ${name}\n`);
@@ -574,6 +587,7 @@ tool
     const maxMemoryMb = number(opts.maxMemoryMb, '--max-memory-mb');
     const outputBytes = number(opts.maxOutputBytes, '--max-output-bytes');
     const stdout: Buffer[] = [];
+    const { readStdin, runTool } = await toolRunModule();
     const result = await runTool({
       component, args, dirs: opts.dir, dirsRw: opts.dirRw, commit: opts.commit ?? false, env: opts.env, allowHttp: opts.allowHttp,
       ...(timeoutMs ? { timeoutMs } : {}), ...(maxMemoryMb ? { maxMemoryMb } : {}), ...(outputBytes ? { outputBytes } : {}),

@@ -6,6 +6,9 @@ import type { PrivacyLevel } from '../state/index.js';
 
 export type { PrivacyLevel } from '../state/index.js';
 
+/** Default inference target of a task (a model of the default backend). */
+export const DEFAULT_MODEL = 'qwen2.5-coder:7b';
+
 /** WIT `inference.chat-request` as jco passes it (u32 as number, option as undefined/null). */
 export interface ChatRequest {
   model: string;
