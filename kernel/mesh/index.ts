@@ -40,8 +40,8 @@ export interface PoolSettings {
   spares: number;
 }
 
-/** Pool of a stateless tool unless configured: one worker, growing to four under load, one spare instance each. */
-export const DEFAULT_TOOL_POOL: PoolSettings = { min: 1, max: 4, queue: 64, idleMs: 30_000, spares: 1 };
+/** Pool of a stateless tool unless configured: two workers, growing to four, one spare instance each. */
+export const DEFAULT_TOOL_POOL: PoolSettings = { min: 2, max: 4, queue: 64, idleMs: 30_000, spares: 1 };
 /** Pool of a long-lived component (agent, supervisor, command): one worker, one instance. */
 export const LONG_LIVED_POOL: PoolSettings = { min: 1, max: 1, queue: 64, idleMs: 30_000, spares: 0 };
 
