@@ -710,6 +710,15 @@ export class Mesh {
     return new Promise<CallReply>((resolve) => {
       const timer = setTimeout(() => {
         chosen.pending.delete(id);
+        // Still queued behind a call within its own deadline: that call keeps the worker, and the
+        // worker drops this one unserved when it reaches it (its deadline has passed).
+        const serving = chosen.target.board.deadline(chosen.index);
+        if (serving !== 0 && serving > Date.now()) {
+          const message = `E_LIMIT_TIME: ${name}.${method} waited ${ctx.deadline - start} ms behind another call on its worker and never started`;
+          this.services.notice({ type: 'notice', op: 'limit', component: name, ctx, body: { limit: 'timeoutMs', cap: ctx.deadline - start, reason: message } });
+          resolve({ type: 'reply', id, ok: false, error: { tag: 'timeout', message } });
+          return;
+        }
         this.kill(chosen);
         const message = `E_LIMIT_TIME: ${name}.${method} did not answer within ${ctx.deadline - start} ms; its worker was stopped and is being replaced`;
         this.services.notice({ type: 'notice', op: 'limit', component: name, ctx, body: { limit: 'timeoutMs', cap: ctx.deadline - start, reason: message } });

@@ -306,6 +306,12 @@ function meshCall(target: string, method: string, payload: Payload): Payload {
     return deadPeers.has(workerId) ? 'gone' : undefined;
   });
   lateReplies.clear();
+  if (reply === undefined && peer.board.worker(slot) === workerId && peer.board.deadline(slot) > Date.now()) {
+    // Still queued behind another call within its own deadline: that call keeps the worker, which
+    // drops this one unserved when it reaches it. A `bytes` request may still be read from the region.
+    requestRegion.bytes = null;
+    return fail('timeout', `E_LIMIT_TIME: ${target}.${method} waited ${Math.round(deadline - span.startedAt)} ms behind another call on its worker and never started`);
+  }
   if (reply === undefined) {
     // The stopped callee may still be reading the request: later requests go to a new region.
     requestRegion.bytes = null;
@@ -774,6 +780,13 @@ function drain(): void {
   try {
     let next;
     while ((next = deferred.shift())) {
+      // A call whose deadline passed while it waited behind another was answered by its caller already.
+      if (Date.now() >= next.request.ctx.deadline) {
+        next.reply({ type: 'reply', id: next.request.id, ok: false, error: { tag: 'timeout', message: `E_LIMIT_TIME: ${init.name}.${next.request.method} reached its deadline before it started` } });
+        board.release(init.slot);
+        if (next.request.signal) notify(next.request.signal);
+        continue;
+      }
       board.setDeadline(init.slot, next.request.ctx.deadline);
       const result = serve(next.request);
       board.setDeadline(init.slot, 0);

@@ -33,7 +33,7 @@ describe('a kernel started with components: [coder]', () => {
       taskId: '', sessionId: session.id, chain: [], deadline: Date.now() + 10_000, grants: KERNEL_GRANTS,
     });
     expect(reply.ok).toBe(true);
-    expect(reply.ok && JSON.parse(reply.payload.val)).toEqual({ output: '1\tone\n2\ttwo' });
+    expect(reply.ok && JSON.parse(reply.payload.val as string)).toEqual({ output: '1\tone\n2\ttwo' });
     kernel.sessions.rollback(session.id);
   });
 

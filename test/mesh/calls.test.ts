@@ -238,6 +238,31 @@ describe('failing callees', () => {
     expect(countAttempt!.ok ? innerOutput(countAttempt!) : countAttempt!.error?.val).toBe('1');
   });
 
+  it('a call queued behind a long one on the only worker times out at its own deadline without stopping the worker: the long call finishes', async () => {
+    const worker = (await until(() => pool('sleeper').workers[0]?.workerId, 10_000))!;
+    const long = call('sleeper', { op: 'sleep', ms: 3000 }, 15_000);
+    await busyWorker('sleeper');
+    // From the kernel: queued behind the sleep, 1 s deadline.
+    const started = Date.now();
+    const queued = await call('sleeper', { op: 'count' }, 1000);
+    expect(!queued.ok && queued.error.tag).toBe('timeout');
+    expect(!queued.ok && queued.error.message).toMatch(/^E_LIMIT_TIME: sleeper\.call waited \d+ ms behind another call on its worker and never started$/);
+    expect(Date.now() - started).toBeLessThan(2500);
+    // From a guest caller with 1 s left: the same, or its own deadline first when it answers late.
+    const guest = await call('g', { op: 'call', target: 'sleeper', input: { op: 'count' } }, 1000);
+    if (guest.ok) {
+      const seen = JSON.parse(outputOf(guest)) as GuestAttempt;
+      expect(seen.error?.tag).toBe('timeout');
+      expect(seen.error?.val).toMatch(/^E_LIMIT_TIME: sleeper\.call waited \d+ ms behind another call on its worker and never started$/);
+    } else {
+      expect(guest.error.tag).toBe('timeout');
+    }
+    // The long call was not stopped, the worker was not replaced, and neither queued call ran.
+    expect(outputOf(await long)).toBe('slept 3000');
+    expect(pool('sleeper').workers.map((w) => w.workerId)).toEqual([worker]);
+    expect(outputOf(await call('sleeper', { op: 'count' }))).toBe('1');
+  });
+
   it('a callee whose worker is killed mid call: the guest caller gets E_MESH_FAILED at once, the next call succeeds', async () => {
     const pending = viaGuest('g', 'sleeper', { op: 'sleep', ms: 15_000 });
     const victim = await busyWorker('sleeper');
