@@ -271,7 +271,7 @@ export function commitOverlay(overlay: Overlay, sessionId: string, hooks: Commit
       throw new WardenError('E_SESSION_STATE', `commit of ${sessionId} failed before anything was applied (${(err as Error).message}); the session is still open`, { cause: err });
     }
     try {
-      applyPlan(plan, overlay.dir, hooks);
+      applyPlan(plan, overlay.dir, unlock, hooks);
     } catch (err) {
       throw new WardenError('E_SESSION_STATE', `commit of ${sessionId} was interrupted after its journal was written (${(err as Error).message}); the next kernel start or \`warden session list\` completes it`, { cause: err });
     }

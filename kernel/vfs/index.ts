@@ -138,8 +138,7 @@ export class SessionFs {
   private recoverOne(name: string, dir: string): RecoveryAction | null {
     const plan = readJournal(dir);
     if (plan) {
-      applyPlan(plan, dir);
-      releaseStaleLock(plan.workspace);
+      applyPlan(plan, dir, () => releaseStaleLock(plan.workspace));
       return { session: name, action: 'completed', workspace: plan.workspace };
     }
     rmSync(join(dir, `${JOURNAL_FILE}.tmp`), { force: true });
@@ -147,11 +146,14 @@ export class SessionFs {
     const metaPath = join(dir, 'meta.json');
     if (!existsSync(metaPath)) {
       const closed = readClosed(dir);
+      if (closed) {
+        // A commit stopped while removing its staging directory or before releasing its lock: the
+        // area (with its record) goes last, so a crash in this recovery leaves the record for the next.
+        rmSync(join(closed.workspace, `${RESERVED_PREFIX}${name}`), { recursive: true, force: true });
+        releaseStaleLock(closed.workspace);
+      }
       rmSync(dir, { recursive: true, force: true });
       if (!closed) return { session: name, action: 'removed' };
-      // A commit stopped while removing its staging directory.
-      rmSync(join(closed.workspace, `${RESERVED_PREFIX}${name}`), { recursive: true, force: true });
-      releaseStaleLock(closed.workspace);
       return { session: name, action: 'removed', closed: closed.how, workspace: closed.workspace };
     }
     const { workspace } = JSON.parse(readFileSync(metaPath, 'utf8')) as SessionMeta;

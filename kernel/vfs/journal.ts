@@ -14,7 +14,10 @@
  *    staged copy survives and the whole plan can be applied again from the start. Recovery after a
  *    crash here re-applies the plan: the result is the new state, whatever had been applied.
  * 4. **Finish.** Target directories are synced, the session is closed (`closed` says `committed`,
- *    `meta.json` is removed), then the journal, the staging directory and the session's area go.
+ *    `meta.json` is removed), then the journal and the staging directory go, the workspace's commit
+ *    lock is released, and last the session's area goes. The lock goes before the area because the
+ *    area is how recovery finds the workspace and its lock: a crash between the two leaves an area
+ *    whose `closed` record names the workspace, never a lock nobody will remove.
  *
  * After a crash the workspace is therefore wholly the old state (no journal: roll back) or, once
  * recovered, wholly the new state (journal: roll forward). Commits on one workspace are serialised
@@ -98,6 +101,9 @@ function walkUpper(upper: string, rel: string, dirs: Array<{ path: string; mode:
 
 /**
  * Take the workspace's commit lock. A lock left by a process that no longer runs is taken over.
+ * @returns the release: it removes the lock only while the lock still names this process, so
+ *   calling it again, after {@link applyPlan} released the lock and another process took it,
+ *   leaves that process's lock alone
  * @throws WardenError `E_SESSION_BUSY` when another live process is committing to the workspace
  */
 export function lockWorkspace(workspace: string): () => void {
@@ -107,11 +113,13 @@ export function lockWorkspace(workspace: string): () => void {
       const fd = openSync(path, 'wx');
       writeSync(fd, String(process.pid));
       closeSync(fd);
-      return () => rmSync(path, { force: true });
+      return () => {
+        if (lockOwner(path) === process.pid) rmSync(path, { force: true });
+      };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const owner = Number(readFileSync(path, 'utf8'));
-      if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner)) {
+      const owner = lockOwner(path);
+      if (owner !== null && owner > 0 && owner !== process.pid && alive(owner)) {
         throw new WardenError('E_SESSION_BUSY', `another commit to ${workspace} is running (pid ${owner}); retry when it has finished`);
       }
       rmSync(path, { force: true });
@@ -216,8 +224,11 @@ export function readJournal(sessionDir: string): CommitPlan | null {
  * Apply a journaled plan to its workspace (step 3) and finish the commit (step 4). Safe to run
  * again from the start after a crash at any point: every staged entry stays in the staging
  * directory until the very end.
+ * @param release releases the workspace's commit lock; called after the staging directory is
+ *   gone and before the session's area goes (the release of {@link lockWorkspace} for a commit,
+ *   {@link releaseStaleLock} for recovery)
  */
-export function applyPlan(plan: CommitPlan, sessionDir: string, hooks: CommitHooks = {}): void {
+export function applyPlan(plan: CommitPlan, sessionDir: string, release: () => void, hooks: CommitHooks = {}): void {
   const step = hooks.step ?? (() => {});
   const ws = plan.workspace;
   const stage = join(ws, plan.stage);
@@ -257,11 +268,14 @@ export function applyPlan(plan: CommitPlan, sessionDir: string, hooks: CommitHoo
   }
   step('sync');
   for (const dir of touchedDirs) if (existsSync(dir)) syncPath(dir);
-  finish(plan, sessionDir, step);
+  finish(plan, sessionDir, release, step);
 }
 
-/** Step 4: the session is closed first (its meta), then the journal and the staging area go. */
-function finish(plan: CommitPlan, sessionDir: string, step: (label: string) => void): void {
+/**
+ * Step 4: the session is closed first (its meta), then the journal and the staging area go, the
+ * lock is released, and the session's area goes last (see the module's comment for why).
+ */
+function finish(plan: CommitPlan, sessionDir: string, release: () => void, step: (label: string) => void): void {
   step('close session');
   closeSession(sessionDir, 'committed', plan.workspace);
   step('journal remove');
@@ -269,6 +283,9 @@ function finish(plan: CommitPlan, sessionDir: string, step: (label: string) => v
   syncPath(sessionDir);
   step('stage remove');
   rmSync(join(plan.workspace, plan.stage), { recursive: true, force: true });
+  step('release lock');
+  release();
+  step('area remove');
   rmSync(sessionDir, { recursive: true, force: true });
 }
 
@@ -308,14 +325,22 @@ export function readClosed(sessionDir: string): ClosedRecord | null {
   }
 }
 
+/** The pid a lock file names; 0 when it names none (torn, empty) and null when there is no lock. */
+function lockOwner(path: string): number | null {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    return null;
+  }
+  const owner = Number(text);
+  return Number.isInteger(owner) && owner > 0 ? owner : 0;
+}
+
 /** Remove the workspace's commit lock when the process that took it no longer runs. */
 export function releaseStaleLock(workspace: string): void {
   const path = join(workspace, LOCK_FILE);
-  let owner: number;
-  try {
-    owner = Number(readFileSync(path, 'utf8'));
-  } catch {
-    return;
-  }
-  if (!(Number.isInteger(owner) && owner > 0 && owner !== process.pid && alive(owner))) rmSync(path, { force: true });
+  const owner = lockOwner(path);
+  if (owner === null) return;
+  if (!(owner > 0 && owner !== process.pid && alive(owner))) rmSync(path, { force: true });
 }
