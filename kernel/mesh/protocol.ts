@@ -77,6 +77,57 @@ export type CallReply = (
   memoryBytes?: number;
 };
 
+/**
+ * The compact forms of a call and its reply on a peer port (worker to worker), for the common
+ * case: a JSON payload whose call context the callee already holds. Structured clone of a
+ * string costs a fraction of a nested object's (measured: ~1.3 µs against ~8 µs for a
+ * {@link CallRequest} sent and received, ~5 µs for a {@link CallReply}), and every guest-to-guest
+ * call pays it twice.
+ *
+ * - A caller sends the object form, a {@link CallRequest} with its whole context and signal, for
+ *   the first call on a port within each of its own calls (a new context object) and for `bytes`
+ *   payloads; the callee keeps that context and signal for the port. Further calls within the
+ *   same context send `id,deadline,method,json` ({@link encodePeerCall}).
+ * - A callee answers a successful call with a JSON payload as `id,json` ({@link encodePeerReply});
+ *   every other reply (errors, `bytes`, exit codes) is the object form.
+ */
+export type PeerMessage = CallRequest | string;
+
+/** `id,deadline,method,json`. `method` must not contain a comma ({@link peerCallable}). */
+export function encodePeerCall(id: number, deadline: number, method: string, json: string): string {
+  return `${id},${deadline},${method},${json}`;
+}
+
+/** Whether a call can travel in the compact form: a JSON payload and a method without a comma. */
+export function peerCallable(method: string, payload: Payload): payload is { tag: 'json'; val: string } {
+  return payload.tag === 'json' && !method.includes(',');
+}
+
+/** The fields of {@link encodePeerCall}'s text. */
+export function decodePeerCall(text: string): { id: number; deadline: number; method: string; json: string } {
+  const a = text.indexOf(',');
+  const b = text.indexOf(',', a + 1);
+  const c = text.indexOf(',', b + 1);
+  return { id: Number(text.slice(0, a)), deadline: Number(text.slice(a + 1, b)), method: text.slice(b + 1, c), json: text.slice(c + 1) };
+}
+
+/** `id,json`: a successful reply with a JSON payload. */
+export function encodePeerReply(id: number, json: string): string {
+  return `${id},${json}`;
+}
+
+/** The call id a peer reply answers, in either form. */
+export function peerReplyId(message: CallReply | string): number {
+  return typeof message === 'string' ? Number(message.slice(0, message.indexOf(','))) : message.id;
+}
+
+/** A peer reply in its object form. */
+export function decodePeerReply(message: CallReply | string): CallReply {
+  if (typeof message !== 'string') return message;
+  const comma = message.indexOf(',');
+  return { type: 'reply', id: Number(message.slice(0, comma)), ok: true, payload: { tag: 'json', val: message.slice(comma + 1) } };
+}
+
 /** A synchronous request from a worker to a host service on the main thread. */
 export interface HostRequest {
   type: 'host';

@@ -17,7 +17,11 @@ import { blockUntil, notify } from './sync.js';
 import { Board, busyMessage, type Claim } from './board.js';
 import { preview } from './protocol.js';
 import { Policy, type PolicyAction, type PolicyDecision, type PolicyMode } from '../policy/index.js';
-import type { CallContext, CallReply, CallRequest, CallStats, Connection, HostReply, MeshErrorTag, Notice, Payload, SpanNotice, Wire, WorkerInit } from './protocol.js';
+import {
+  decodePeerCall, decodePeerReply, encodePeerCall, encodePeerReply, peerCallable, peerReplyId,
+  type CallContext, type CallReply, type CallRequest, type CallStats, type Connection, type HostReply, type MeshErrorTag, type Notice,
+  type Payload, type PeerMessage, type SpanNotice, type Wire, type WorkerInit,
+} from './protocol.js';
 import { join } from 'node:path';
 
 enableWasmFeatures();
@@ -46,13 +50,17 @@ interface Peer {
   access: Connection['access'];
 }
 const peers = new Map<string, Peer>();
-/** The grants object last sent on each peer port. */
-const grantsSent = new WeakMap<MessagePort, Grants>();
+/** The call context last sent whole on each peer port (see `PeerMessage`). */
+const contextSent = new WeakMap<MessagePort, CallContext>();
 const deadPeers = new Set<number>();
 /** Replies found on a peer's port when it was closed on news of the peer's stop, by call id. */
 const lateReplies = new Map<number, CallReply>();
 const hostReplies = new Map<number, HostReply>();
-const deferred: Array<{ request: CallRequest; reply: (r: CallReply) => void }> = [];
+/**
+ * Calls waiting to be served: how to answer each, the caller's signal word to wake after it, and
+ * whether the reply reports the instance's memory (calls from the main thread; see `serve`).
+ */
+const deferred: Array<{ request: CallRequest; reply: (r: CallReply) => void; wake: Int32Array | null; withMemory: boolean }> = [];
 let busy = false;
 let hostSeq = 0;
 let callSeq = 0;
@@ -86,7 +94,10 @@ function onControl(message: any): void {
         // A worker stopped right after it answered (an idle one retired by a reload or a shrink)
         // posted its reply first; it may still be queued on the port being closed.
         let queued;
-        while ((queued = receiveMessageOnPort(p.port))) lateReplies.set((queued.message as CallReply).id, queued.message as CallReply);
+        while ((queued = receiveMessageOnPort(p.port))) {
+          const late = decodePeerReply(queued.message as CallReply | string);
+          lateReplies.set(late.id, late);
+        }
         p.port.close();
       }
     }
@@ -99,7 +110,7 @@ function onControl(message: any): void {
       peer.ports.set(message.slot, { port: message.port, workerId: message.workerId });
     }
   } else if (message.type === 'attach') attachPeer(message.port);
-  else if (message.type === 'call') enqueue(message, (r) => control.postMessage(r));
+  else if (message.type === 'call') enqueue({ request: message, reply: (r) => control.postMessage(r), wake: message.signal ? new Int32Array(message.signal) : null, withMemory: true });
 }
 
 /** A synchronous request to a host service on the main thread, waited on until `deadline` (default: the call's). */
@@ -288,17 +299,20 @@ function meshCall(target: string, method: string, payload: Payload): Payload {
   if (pressured && peer.board.raisePressure()) send('pool-pressure', { target });
   const { port, workerId } = peer.ports.get(slot)!;
   if (c.taskId) send('span-start', { ...span, input: preview(payload) });
-  const wired = toWire(payload, requestRegion);
   Atomics.store(signal, 0, 0);
-  // Grants are sent once per port while they stay the same object (the callee keeps the last ones).
-  const sameGrants = grantsSent.get(port) === c.grants;
-  if (!sameGrants) grantsSent.set(port, c.grants);
-  const callCtx = sameGrants ? { ...c, deadline, grants: undefined as unknown as Grants } : { ...c, deadline };
-  port.postMessage({ type: 'call', id, method, payload: wired.payload, ctx: callCtx, signal: init.signal, ...(wired.wire ? { wire: wired.wire } : {}) } satisfies CallRequest);
+  // The context goes whole once per port and call context; later calls in it go compact.
+  if (contextSent.get(port) === c && peerCallable(method, payload)) {
+    port.postMessage(encodePeerCall(id, deadline, method, payload.val));
+  } else {
+    const wired = toWire(payload, requestRegion);
+    contextSent.set(port, c);
+    port.postMessage({ type: 'call', id, method, payload: wired.payload, ctx: { ...c, deadline }, signal: init.signal, ...(wired.wire ? { wire: wired.wire } : {}) } satisfies CallRequest);
+  }
   const reply = blockUntil<CallReply | 'gone'>(signal, deadline, () => {
     let received;
     while ((received = receiveMessageOnPort(port))) {
-      if ((received.message as CallReply).id === id) return received.message as CallReply;
+      const message = received.message as CallReply | string;
+      if (peerReplyId(message) === id) return decodePeerReply(message);
     }
     pumpControl();
     const late = lateReplies.get(id);
@@ -654,9 +668,16 @@ function outOfMemory(inst: Instance | null, message: string): { usedMb: number }
   return used >= capBytes - Math.max(2 ** 21, capBytes / 4) ? { usedMb } : null;
 }
 
+/** Export names by interface (`warden:kernel/tool` → `warden:kernel/tool@0.1.0`): the same for every instance. */
+const exportKeys = new Map<string, string>();
+
 function exportOf(exports: Exports, iface: string): Record<string, (...args: unknown[]) => unknown> {
-  const key = Object.keys(exports).find((k) => k === iface || k.startsWith(`${iface}@`));
-  if (!key) throw new Error(`component does not export ${iface}`);
+  let key = exportKeys.get(iface);
+  if (key === undefined) {
+    key = Object.keys(exports).find((k) => k === iface || k.startsWith(`${iface}@`));
+    if (!key) throw new Error(`component does not export ${iface}`);
+    exportKeys.set(iface, key);
+  }
   return exports[key]!;
 }
 
@@ -704,11 +725,14 @@ function attenuated(callerGrants: Grants): Grants {
   return lastAttenuated;
 }
 
-/** The call's reply with the serving instance's linear memory size (see `CallReply.memoryBytes`). */
-function serve(request: CallRequest): CallReply {
+/**
+ * The call's reply, with the serving instance's linear memory size (see `CallReply.memoryBytes`)
+ * when `withMemory`: the main thread reads it; a peer caller does not, and its hot path skips it.
+ */
+function serve(request: CallRequest, withMemory: boolean): CallReply {
   served = undefined;
   const reply = serveCall(request);
-  return served === undefined ? reply : { ...reply, memoryBytes: served };
+  return served === undefined || !withMemory ? reply : { ...reply, memoryBytes: served };
 }
 
 function memoryOf(inst: Instance | null): number | undefined {
@@ -768,8 +792,8 @@ function serveCall(request: CallRequest): CallReply {
 }
 
 /** Queue a call; serve it at once when idle (inside a blocking import, `busy` holds it for later). */
-function enqueue(request: CallRequest, reply: (r: CallReply) => void): void {
-  deferred.push({ request, reply });
+function enqueue(entry: (typeof deferred)[number]): void {
+  deferred.push(entry);
   if (!busy) drain();
 }
 
@@ -784,16 +808,16 @@ function drain(): void {
       if (Date.now() >= next.request.ctx.deadline) {
         next.reply({ type: 'reply', id: next.request.id, ok: false, error: { tag: 'timeout', message: `E_LIMIT_TIME: ${init.name}.${next.request.method} reached its deadline before it started` } });
         board.release(init.slot);
-        if (next.request.signal) notify(next.request.signal);
+        if (next.wake) notify(next.wake);
         continue;
       }
       board.setDeadline(init.slot, next.request.ctx.deadline);
-      const result = serve(next.request);
+      const result = serve(next.request, next.withMemory);
       board.setDeadline(init.slot, 0);
       next.reply(result);
       board.setReady(init.slot, readyCount());
       board.release(init.slot);
-      if (next.request.signal) notify(next.request.signal);
+      if (next.wake) notify(next.wake);
     }
   } finally {
     busy = false;
@@ -820,17 +844,22 @@ function refill(): void {
 function attachPeer(port: MessagePort): void {
   // Replies on this port go through its own region (see `Region`).
   const region: Region = { bytes: null };
-  // The caller sends its grants only when they change (see `meshCall`).
-  let callerGrants: Grants | null = null;
-  port.on('message', (request: CallRequest) => {
-    if (request.ctx.grants) callerGrants = request.ctx.grants;
-    else if (callerGrants) request.ctx.grants = callerGrants;
-    else return port.postMessage({ type: 'reply', id: request.id, ok: false, error: { tag: 'failed', message: 'E_MESH_FAILED: call without the caller\'s grants' } } satisfies CallReply);
-    enqueue(request, (r) => {
+  // The caller's context and signal word, from its last call in the object form (see `PeerMessage`).
+  let caller: { ctx: CallContext; wake: Int32Array | null } | null = null;
+  const answer = (r: CallReply): void => {
+    if (r.ok && r.payload.tag === 'json' && r.exitCode === undefined) return port.postMessage(encodePeerReply(r.id, r.payload.val));
     if (!r.ok) return port.postMessage(r);
     const wired = toWire(r.payload, region);
     port.postMessage(wired.wire ? { ...r, payload: wired.payload, wire: wired.wire } : r);
-    });
+  };
+  port.on('message', (message: PeerMessage) => {
+    if (typeof message !== 'string') {
+      caller = { ctx: message.ctx, wake: message.signal ? new Int32Array(message.signal) : null };
+      return enqueue({ request: message, reply: answer, wake: caller.wake, withMemory: false });
+    }
+    const { id, deadline, method, json } = decodePeerCall(message);
+    if (!caller) return answer({ type: 'reply', id, ok: false, error: { tag: 'failed', message: 'E_MESH_FAILED: a compact call before any call context on its port' } });
+    enqueue({ request: { type: 'call', id, method, payload: { tag: 'json', val: json }, ctx: { ...caller.ctx, deadline } }, reply: answer, wake: caller.wake, withMemory: false });
   });
 }
 

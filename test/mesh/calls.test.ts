@@ -435,6 +435,32 @@ describe('spans and metrics', () => {
     expect(spans!.find((s) => s.outcome === 'cycle')!.output).toMatch(/^E_MESH_CYCLE: /);
   });
 
+  it('calls after the first on a port (sent compact, without their context) still carry their own call\'s task and chain', async () => {
+    const tasks: string[] = [];
+    for (const name of ['first', 'second']) {
+      const id = kernel.submitTask({ prompt: name, workspace: workspace({ 'a.txt': name }), model: 'scripted' });
+      expect((await kernel.waitForTask(id)).status).toBe('succeeded');
+      tasks.push(id);
+    }
+    // Per task: cyc-a calls cyc-b three times in a row (one port: the first call carries the
+    // context, the next two go compact), and each time cyc-b calls back cyc-a: a cycle, which
+    // needs the chain; cyc-b reports that span on the task of the context it was handed.
+    const back = { op: 'call', target: 'cyc-a', input: { op: 'echo' } };
+    for (const id of tasks) {
+      const reply = await kernel.mesh.call('cyc-a', 'call', json({ op: 'seq', steps: [1, 2, 3].map(() => ({ target: 'cyc-b', input: back })) }), kernelCtx(20_000, id));
+      const attempts = JSON.parse(outputOf(reply)) as GuestAttempt[];
+      expect(attempts.map((a) => a.ok)).toEqual([true, true, true]);
+      for (const a of attempts) expect((JSON.parse(innerOutput(a)) as GuestAttempt).error).toMatchObject({ tag: 'cycle' });
+    }
+    for (const id of tasks) {
+      const spans = await until(() => {
+        const calls = Object.values(kernel.state.current.tasks[id]!.toolCalls).filter((c) => c.caller === 'cyc-b');
+        return calls.length === 3 ? calls : undefined;
+      }, 5000);
+      expect(spans?.map((s) => [s.target, s.outcome])).toEqual([['cyc-a', 'cycle'], ['cyc-a', 'cycle'], ['cyc-a', 'cycle']]);
+    }
+  });
+
   it('GET /metrics counts every call by caller, target, method and outcome', async () => {
     let body = '';
     const { headers } = authed(kernel, 'metrics');
@@ -454,7 +480,8 @@ describe('spans and metrics', () => {
     expect(count('kernel', 'narrow', 'busy')).toBe(6);
     expect(count('g', 'narrow', 'busy')).toBe(1);
     expect(count('kernel', 'echo', 'ok')).toBe(1000);
-    expect(count('cyc-b', 'cyc-a', 'cycle')).toBe(2);
+    // One in `cycles`, one in the first span test, six in the compact-call test.
+    expect(count('cyc-b', 'cyc-a', 'cycle')).toBe(8);
     expect(count('cyc-a', 'cyc-a', 'cycle')).toBe(1);
     expect(count('cyc-c', 'cyc-a', 'cycle')).toBe(1);
     // (at least: how many spinner calls were made depends on where the known-failing tests stop)
