@@ -11,6 +11,14 @@
  * runs on the kernel's real `Mesh` (kernel/mesh, its workers from dist/kernel/mesh/worker.js);
  * the main thread only starts the guests' calls and prints.
  *
+ * The same two guests also exist in C (bench/guests/echo.c, caller.c; built by
+ * scripts/build-c.mjs, the .wasm committed beside them): the same inputs and outputs, with as
+ * little work inside the guest as possible (hand-written canonical ABI glue, no JSON library, the
+ * payload built once per `call(input)`, the reply freed unread). `caller.c` reads
+ * `wasi:clocks/monotonic-clock.now` directly. With them, the part of a call that is the QuickJS
+ * guests can be told apart from the mesh itself (kernel, jco glue, transport): a C → C call is
+ * what the mesh costs with (almost) free guests.
+ *
  * The guest's clock is an import (`wasi:clocks/monotonic-clock` through the jco glue) and a read
  * costs ~10–20 µs, where Node's `performance.now()` costs ~0.05 µs. So after each timed call the
  * guest also times two back-to-back clock reads; every guest figure below ("corrected") is the
@@ -30,6 +38,12 @@
  *    instantiation). Payloads: a JSON string literal of 16 B and of 4 KiB on both paths.
  *    Floor and call alternate in blocks of 250 calls, so load from other processes falls on both.
  *    `ratio_p50` / `ratio_p99` = call (corrected) / floor at 16 B. Goals: ≤ 1.5 and ≤ 3.
+ *    C guests, in the same blocks of the same rotation (after the 4000 unrecorded calls too):
+ *    `caller-c` → `echo-c` (both C, `fresh: false`) at 16 B and 4 KiB (`c_call_*`, `c_ratio_*`
+ *    = C → C / floor at 16 B), `caller-c` → `echo-reused` (C caller, QuickJS callee:
+ *    `c_to_qjs_*`) and `caller-1` → `echo-c` (QuickJS caller, C callee: `qjs_to_c_*`), 16 B.
+ *    Each series is corrected by the median of its own caller's clock pairs (`c_guest_clock_read_us`
+ *    is the C caller's: one direct `now` import through the jco glue).
  *
  * 2. Fresh vs reused (400 paced calls per target, blocks of 50, alternating). The same echo
  *    tool registered twice with the default tool pool: `echo-fresh` (a fresh instance per call,
@@ -296,18 +310,29 @@ async function measureMemory(mesh: Mesh, echo: CompiledComponent) {
 async function measureLatency(mesh: Mesh, floor: Floor) {
   const floors = { 16: [] as number[], 4096: [] as number[] };
   const calls = { 16: new Series(), 4096: new Series() };
+  /** The C guests' series: C → C at both sizes, and the two mixed pairs at 16 B. */
+  const c = { cc: { 16: new Series(), 4096: new Series() }, cToQjs: new Series(), qjsToC: new Series() };
+  const timed = (callerName: string, target: string, size: number) => runCaller<Timed>(mesh, callerName, { target, n: BLOCK, size, kind: 'json' });
   // V8 needs a few thousand calls to settle the jco glue and the kernel's code (the first
   // blocks run up to twice as slow); the warm-up runs exactly like the measurement.
   for (let done = 0; done < WARMUP + CALLS; done += BLOCK) {
+    const record = done >= WARMUP;
     for (const size of [16, 4096] as const) {
       const f = await floor.run(BLOCK, size);
-      const c = await runCaller<Timed>(mesh, 'caller-1', { target: 'echo-reused', n: BLOCK, size, kind: 'json' });
-      if (done < WARMUP) continue;
+      const q = await timed('caller-1', 'echo-reused', size);
+      const cc = await timed('caller-c', 'echo-c', size);
+      if (!record) continue;
       floors[size].push(...f);
-      calls[size].add(c);
+      calls[size].add(q);
+      c.cc[size].add(cc);
     }
+    const cToQjs = await timed('caller-c', 'echo-reused', 16);
+    const qjsToC = await timed('caller-1', 'echo-c', 16);
+    if (!record) continue;
+    c.cToQjs.add(cToQjs);
+    c.qjsToC.add(qjsToC);
   }
-  return { floors: { 16: summarise(floors[16]), 4096: summarise(floors[4096]) }, calls: { 16: calls[16], 4096: calls[4096] } };
+  return { floors: { 16: summarise(floors[16]), 4096: summarise(floors[4096]) }, calls: { 16: calls[16], 4096: calls[4096] }, c };
 }
 
 async function measureFreshVsReused(mesh: Mesh, floor: Floor) {
@@ -423,6 +448,9 @@ async function main(): Promise<void> {
     const engine = new Engine(join(tmpdir(), 'warden-bench-transpile-cache'));
     const echo = await engine.load(echoWasm, { memoryMb: LIMITS.memoryMb });
     const callerComponent = await engine.load(callerWasm, { memoryMb: LIMITS.memoryMb });
+    // The C guests are committed built (scripts/build-c.mjs): no toolchain needed here.
+    const echoC = await engine.load(join(BENCH_DIR, 'guests', 'echo.wasm'), { memoryMb: LIMITS.memoryMb });
+    const callerC = await engine.load(join(BENCH_DIR, 'guests', 'caller.wasm'), { memoryMb: LIMITS.memoryMb });
     say(`  guests ready (componentized, transpiled, compiled) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
     say('\nmemory: RSS of the process before and after pools of idle instances');
@@ -432,7 +460,9 @@ async function main(): Promise<void> {
 
     await mesh.add(tool('echo-reused', echo, { fresh: false }));
     await mesh.add(tool('echo-fresh', echo));
-    for (let i = 1; i <= CALLERS; i++) await mesh.add(caller(`caller-${i}`, callerComponent, ['echo-reused', 'echo-fresh']));
+    await mesh.add(tool('echo-c', echoC, { fresh: false }));
+    for (let i = 1; i <= CALLERS; i++) await mesh.add(caller(`caller-${i}`, callerComponent, ['echo-reused', 'echo-fresh', 'echo-c']));
+    await mesh.add(caller('caller-c', callerC, ['echo-c', 'echo-reused']));
 
     say('\nfloor vs component → component (echo-reused), µs per call (guest figures minus the guest clock cost):');
     const latency = await measureLatency(mesh, floor);
@@ -444,6 +474,18 @@ async function main(): Promise<void> {
         ` (raw ${c.raw.median.toFixed(1)} / ${c.raw.p99.toFixed(1)})  |  ratio ${(c.median / f.median).toFixed(2)} (p99 ${(c.p99 / f.p99).toFixed(2)})`);
     }
     say(`  guest clock read (two back-to-back performance.now()): median ${clock.toFixed(1)} µs`);
+    const cc16 = latency.c.cc[16].corrected();
+    const cc4k = latency.c.cc[4096].corrected();
+    const cToQjs = latency.c.cToQjs.corrected();
+    const qjsToC = latency.c.qjsToC.corrected();
+    const clockC = summarise([...latency.c.cc[16].clockUs, ...latency.c.cc[4096].clockUs, ...latency.c.cToQjs.clockUs]).median;
+    say('  C guests (bench/guests/*.c), same rotation:');
+    for (const [label, f, c] of [['16 B', latency.floors[16], cc16], ['4 KiB', latency.floors[4096], cc4k]] as const) {
+      say(`  ${label.padEnd(5)} C → C call median ${c.median.toFixed(1).padStart(6)} p99 ${c.p99.toFixed(1).padStart(7)}` +
+        ` (raw ${c.raw.median.toFixed(1)} / ${c.raw.p99.toFixed(1)})  |  ratio to floor ${(c.median / f.median).toFixed(2)} (p99 ${(c.p99 / f.p99).toFixed(2)})`);
+    }
+    say(`  16 B  C → QuickJS echo median ${cToQjs.median.toFixed(1).padStart(6)} p99 ${cToQjs.p99.toFixed(1).padStart(7)}  |  QuickJS → C echo median ${qjsToC.median.toFixed(1).padStart(6)} p99 ${qjsToC.p99.toFixed(1).padStart(7)}`);
+    say(`  C guest clock read (two back-to-back monotonic-clock.now()): median ${clockC.toFixed(1)} µs`);
 
     say(`\nfresh vs reused instance, 16 B, paced every ${PACE_US} µs, then back to back:`);
     const fr = await measureFreshVsReused(mesh, floor);
@@ -481,6 +523,12 @@ async function main(): Promise<void> {
       call_raw_p50_us: round(call16.raw.median), call_raw_p99_us: round(call16.raw.p99),
       call_4k_raw_p50_us: round(call4k.raw.median), call_4k_raw_p99_us: round(call4k.raw.p99),
       guest_clock_read_us: round(clock),
+      c_call_p50_us: round(cc16.median), c_call_p99_us: round(cc16.p99),
+      c_ratio_p50: round(cc16.median / f16.median, 3), c_ratio_p99: round(cc16.p99 / f16.p99, 3),
+      c_call_4k_p50_us: round(cc4k.median), c_call_4k_p99_us: round(cc4k.p99),
+      c_to_qjs_p50_us: round(cToQjs.median), c_to_qjs_p99_us: round(cToQjs.p99),
+      qjs_to_c_p50_us: round(qjsToC.median), qjs_to_c_p99_us: round(qjsToC.p99),
+      c_guest_clock_read_us: round(clockC),
       fresh_paced_p50_us: round(pf.median), fresh_paced_p99_us: round(pf.p99),
       reused_paced_p50_us: round(pr.median), reused_paced_p99_us: round(pr.p99),
       fresh_vs_reused_ratio: round(freshRatio, 3),

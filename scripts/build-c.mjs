@@ -6,6 +6,11 @@
 //                                          world hostile in hostile.wit)
 //   test/vfs/guests/fsconf.c            → fsconf.wasm      (a wasi:cli/command exercising wasi:filesystem
 //                                          through C stdio/POSIX, command adapter, world fsconf)
+//   bench/guests/echo.c                 → echo.wasm        (the echo tool of bench/mesh.ts, world
+//                                          tool-component, no WASI: the adapter goes unused)
+//   bench/guests/caller.c               → caller.wasm      (the caller tool of bench/mesh.ts, world
+//                                          caller-c in bench/guests/c-guests.wit, imports the mesh
+//                                          and the monotonic clock directly)
 // The .wasm files are committed, so `npm install` needs no C toolchain; without one this script
 // says so and exits 0. Needs wit/deps (created by `npm run build`).
 import { execFileSync } from 'node:child_process';
@@ -52,6 +57,25 @@ const OUTPUTS = [
     wit: 'test/vfs/guests/fsconf.wit',
     world: 'fsconf',
   },
+  // The C guests of bench/mesh.ts. Reactors like line-count; they use no WASI and run no
+  // constructors, so the core module imports nothing from wasi_snapshot_preview1 and
+  // wit-component leaves the adapter out.
+  {
+    source: 'bench/guests/echo.c',
+    wasm: 'bench/guests/echo.wasm',
+    link: ['-mexec-model=reactor', '-nostartfiles', '-Wl,--no-entry'],
+    adapter: 'reactor',
+    wit: 'wit',
+    world: 'tool-component',
+  },
+  {
+    source: 'bench/guests/caller.c',
+    wasm: 'bench/guests/caller.wasm',
+    link: ['-mexec-model=reactor', '-nostartfiles', '-Wl,--no-entry'],
+    adapter: 'reactor',
+    wit: 'bench/guests/c-guests.wit',
+    world: 'caller-c',
+  },
 ];
 
 const say = (msg) => console.log(`[warden build:c] ${msg}`);
@@ -91,7 +115,10 @@ const { _setPreopens } = await import('@bytecodealliance/preview2-shim/filesyste
 const { componentEmbed, componentNew, componentWit } = await import('@bytecodealliance/jco');
 _setPreopens({ [root]: root, [scratch]: scratch });
 
-/** A WIT directory for `wit`: wit/ itself, or a single .wit file beside a copy of wit/deps. */
+/**
+ * A WIT directory for `wit`: wit/ itself, or a single .wit file beside a copy of wit/deps with
+ * wit/kernel.wit added as the dependency `deps/kernel/` (so a world there can use warden:kernel).
+ */
 function witDir(wit) {
   if (!wit.endsWith('.wit')) return join(root, wit);
   const dir = join(scratch, 'wit');
@@ -99,6 +126,8 @@ function witDir(wit) {
   mkdirSync(dir);
   cpSync(join(root, wit), join(dir, basename(wit)));
   cpSync(join(root, 'wit/deps'), join(dir, 'deps'), { recursive: true });
+  mkdirSync(join(dir, 'deps/kernel'));
+  cpSync(join(root, 'wit/kernel.wit'), join(dir, 'deps/kernel/kernel.wit'));
   return dir;
 }
 
