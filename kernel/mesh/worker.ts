@@ -528,7 +528,8 @@ function emit(op: 'stdout' | 'stderr', bytes: Uint8Array): void {
 /** Cut a tool's result text at the output limit, with the marker. */
 function capResult(text: string): string {
   const cap = init.limits.outputBytes;
-  if (Buffer.byteLength(text) <= cap) return text;
+  // A UTF-16 code unit is at most 3 bytes of UTF-8: most results need no count.
+  if (text.length * 3 <= cap || Buffer.byteLength(text) <= cap) return text;
   send('limit', { limit: 'outputBytes', cap, reason: `E_LIMIT_OUTPUT: result past ${cap} bytes was cut` });
   return Buffer.from(text).subarray(0, cap).toString('utf8') + truncationMarker();
 }
