@@ -708,7 +708,14 @@ export class Mesh {
     }
     const chosen = slot;
     return new Promise<CallReply>((resolve) => {
-      const timer = setTimeout(() => {
+      const expire = (): void => {
+        // A timer counts from the event loop's cached clock, so under load it can fire before
+        // `Date.now()` reaches the deadline; the serving deadline below is then still this very
+        // call's own and would read as another call ahead of it. Wait out the remainder first.
+        if (Date.now() < ctx.deadline) {
+          timer = setTimeout(expire, ctx.deadline - Date.now());
+          return;
+        }
         chosen.pending.delete(id);
         // Still queued behind a call within its own deadline: that call keeps the worker, and the
         // worker drops this one unserved when it reaches it (its deadline has passed).
@@ -723,7 +730,8 @@ export class Mesh {
         const message = `E_LIMIT_TIME: ${name}.${method} did not answer within ${ctx.deadline - start} ms; its worker was stopped and is being replaced`;
         this.services.notice({ type: 'notice', op: 'limit', component: name, ctx, body: { limit: 'timeoutMs', cap: ctx.deadline - start, reason: message } });
         resolve({ type: 'reply', id, ok: false, error: { tag: 'timeout', message } });
-      }, Math.max(0, ctx.deadline - Date.now()));
+      };
+      let timer = setTimeout(expire, Math.max(0, ctx.deadline - Date.now()));
       chosen.pending.set(id, (reply) => {
         clearTimeout(timer);
         resolve(reply);

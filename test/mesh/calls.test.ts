@@ -238,6 +238,29 @@ describe('failing callees', () => {
     expect(countAttempt!.ok ? innerOutput(countAttempt!) : countAttempt!.error?.val).toBe('1');
   });
 
+  it('a deadline timer that fires before the clock reaches the deadline still stops the looping callee, not "waited behind another call"', async () => {
+    // Node counts a timer from the event loop's clock, which can be a millisecond or more behind
+    // `Date.now()`: the timer then fires while the call's own deadline is still ahead. Arm the
+    // kernel's timer 30 ms short to make that certain.
+    await idle('spinner');
+    const [before] = pool('spinner').workers.map((w) => w.workerId);
+    const real = globalThis.setTimeout;
+    globalThis.setTimeout = ((fn: () => void, ms?: number) => real(fn, Math.max(0, (ms ?? 0) - 30))) as typeof setTimeout;
+    let pending: Promise<CallReply>;
+    try {
+      pending = call('spinner', { op: 'spin' }, 1000);
+    } finally {
+      globalThis.setTimeout = real;
+    }
+    const reply = await pending;
+    expect(reply.ok ? 'ok' : reply.error.message).toMatch(/^E_LIMIT_TIME: spinner\.call did not answer within \d+ ms; its worker was stopped/);
+    const replaced = await until(() => {
+      const now = pool('spinner').workers.map((w) => w.workerId);
+      return now.length === 1 && now[0] !== before ? now : undefined;
+    }, 10_000);
+    expect(replaced).toBeDefined();
+  });
+
   it('a call queued behind a long one on the only worker times out at its own deadline without stopping the worker: the long call finishes', async () => {
     const worker = (await until(() => pool('sleeper').workers[0]?.workerId, 10_000))!;
     const long = call('sleeper', { op: 'sleep', ms: 3000 }, 15_000);
