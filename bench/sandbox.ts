@@ -48,7 +48,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { isMainThread, MessageChannel, parentPort, Worker } from 'node:worker_threads';
 import * as shim from '@bytecodealliance/preview2-shim';
-import { Engine, enableWasmFeatures, type CompiledComponent } from '../kernel/engine/index.js';
+import { Engine, enableWasmFeatures, instantiateCore, type CompiledComponent } from '../kernel/engine/index.js';
 import { BUILT_COMPONENTS, COMPONENT_SOURCES } from '../kernel/paths.js';
 import { Overlay, SessionFs } from '../kernel/vfs/index.js';
 import { cliImports, deniedInterface } from '../kernel/wasi/cli.js';
@@ -172,7 +172,7 @@ function measureInstantiate(glue: Glue, component: CompiledComponent, imports: I
   const once = () => {
     const memories: WebAssembly.Memory[] = [];
     glue.instantiate(getCoreModule, imports, (module, coreImports) => {
-      const core = new WebAssembly.Instance(module, coreImports);
+      const core = instantiateCore(component, module, coreImports ?? {}).instance;
       for (const value of Object.values(core.exports)) if (value instanceof WebAssembly.Memory) memories.push(value);
       return core;
     });
@@ -287,8 +287,9 @@ async function measure(say: (line: string) => void): Promise<Result> {
     for (const w of workloads) {
       const { component, glue, kernel } = loaded.get(w.tool)!;
       const getCoreModule = (name: string) => component.modules[name]!;
-      const sandboxed = toolOf(glue.instantiate(getCoreModule, kernel));
-      const bare = toolOf(glue.instantiate(getCoreModule, bareImports(component, workspace)));
+      const core = (module: WebAssembly.Module, imports?: WebAssembly.Imports) => instantiateCore(component, module, imports ?? {}).instance;
+      const sandboxed = toolOf(glue.instantiate(getCoreModule, kernel, core));
+      const bare = toolOf(glue.instantiate(getCoreModule, bareImports(component, workspace), core));
       const c = compare(sandboxed, bare, w.input);
       calls[w.name] = {
         sandboxed_median_us: round(c.sandboxed.median, 1), sandboxed_p99_us: round(c.sandboxed.p99, 1),

@@ -11,6 +11,8 @@
 //   bench/guests/caller.c               → caller.wasm      (the caller tool of bench/mesh.ts, world
 //                                          caller-c in bench/guests/c-guests.wit, imports the mesh
 //                                          and the monotonic clock directly)
+//   test/mesh/guests/residue.c         → residue.wasm     (a tool that reads back its zero-initialised
+//                                          static memory: recycled memories start clean; no WASI)
 // The .wasm files are committed, so `npm install` needs no C toolchain; without one this script
 // says so and exits 0. Needs wit/deps (created by `npm run build`).
 import { execFileSync } from 'node:child_process';
@@ -75,6 +77,14 @@ const OUTPUTS = [
     adapter: 'reactor',
     wit: 'bench/guests/c-guests.wit',
     world: 'caller-c',
+  },
+  {
+    source: 'test/mesh/guests/residue.c',
+    wasm: 'test/mesh/guests/residue.wasm',
+    link: ['-mexec-model=reactor', '-nostartfiles', '-Wl,--no-entry'],
+    adapter: 'reactor',
+    wit: 'wit',
+    world: 'tool-component',
   },
 ];
 

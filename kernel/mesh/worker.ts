@@ -5,7 +5,7 @@
  * peer workers, and makes the guest's synchronous imports block on `Atomics.wait`.
  */
 import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
-import { enableWasmFeatures } from '../engine/index.js';
+import { enableWasmFeatures, importedMemoryOf, instantiateCore, WASM_PAGE_BYTES, type MemoryLimits } from '../engine/index.js';
 import { allows, attenuate, type Grants } from '../grants/index.js';
 import { Overlay, type SessionMode } from '../vfs/index.js';
 import { cliImports, deniedInterface, GuestExit } from '../wasi/cli.js';
@@ -62,6 +62,8 @@ const hostReplies = new Map<number, HostReply>();
  */
 const deferred: Array<{ request: CallRequest; reply: (r: CallReply) => void; wake: Int32Array | null; withMemory: boolean }> = [];
 let busy = false;
+/** The signal word of the caller the last call served woke (null: a call from the main thread); see `yieldToCaller`. */
+let lastWoken: Int32Array | null = null;
 let hostSeq = 0;
 let callSeq = 0;
 let outputBytes = 0;
@@ -617,6 +619,8 @@ const glue = (await import(init.component.glueUrl)) as {
 interface Instance {
   exports: Exports;
   memories: WebAssembly.Memory[];
+  /** Memories the instance was given that may go to another instance once it is dropped (see `recycle`). */
+  given: GivenMemory[];
 }
 /** The instance of a long-lived component (agents, supervisors, commands); null until created. */
 let instance: Instance | null = null;
@@ -645,14 +649,53 @@ function takeInstance(): Instance {
   return spare ?? instantiate();
 }
 
+/** A linear memory given to an instance, and the limits of the module that imports it. */
+interface GivenMemory {
+  memory: WebAssembly.Memory;
+  limits: MemoryLimits;
+}
+
+/**
+ * Whether this worker gives new instances the linear memories of dropped ones: a fresh-instance
+ * pool whose glue registers no finalizers (see `CompiledComponent.recyclable`). Instantiating
+ * into a new memory costs a page fault per page the data segments write (~1.6 ms of the ~2 ms a
+ * QuickJS instance takes on this machine), and every dropped memory (~1.4 MB) waits for a garbage
+ * collection: a fresh worker ran a mark-compact every 25–40 instances.
+ */
+const recycling = init.fresh && init.component.recyclable;
+/** Zeroed memories of their module's initial size, by the module's limits (see `recycle`). */
+const readyMemories = new Map<MemoryLimits, WebAssembly.Memory[]>();
+/** Memories of instances that served their call, not zeroed yet. */
+const dropped: GivenMemory[] = [];
+
+/**
+ * Make the dropped instances' memories ready for new instances. Only a memory still at its
+ * module's initial size is kept, and it is zeroed whole: instantiation then writes the module's
+ * data segments into it, so the new instance starts byte for byte as in a new memory, and nothing
+ * of the call that used it before can be read. A memory that grew is left to the collector.
+ */
+function recycle(): void {
+  for (const { memory, limits } of dropped.splice(0)) {
+    if (memory.buffer.byteLength !== limits.initial * WASM_PAGE_BYTES) continue;
+    new Uint8Array(memory.buffer).fill(0);
+    let ready = readyMemories.get(limits);
+    if (!ready) readyMemories.set(limits, (ready = []));
+    ready.push(memory);
+  }
+}
+
 function instantiate(): Instance {
   const memories: WebAssembly.Memory[] = [];
+  const given: GivenMemory[] = [];
+  if (dropped.length > 0) recycle();
   const exports = glue.instantiate((name) => init.component.modules[name]!, buildImports(), (module, imports) => {
-    const core = new WebAssembly.Instance(module, imports);
+    const limits = recycling ? importedMemoryOf(init.component, module) : undefined;
+    const { instance: core, memory } = instantiateCore(init.component, module, imports ?? {}, limits && readyMemories.get(limits)?.pop());
+    if (memory && limits) given.push({ memory, limits });
     for (const value of Object.values(core.exports)) if (value instanceof WebAssembly.Memory) memories.push(value);
     return core;
   });
-  return { exports, memories };
+  return { exports, memories, given };
 }
 
 /**
@@ -785,6 +828,8 @@ function serveCall(request: CallRequest): CallReply {
     return { type: 'reply', id: request.id, ok: false, error: { tag: e?.meshTag ?? 'failed', message }, trapped, ...(trapped && init.kind === 'command' ? { exitCode: 125 } : {}) };
   } finally {
     served = memoryOf(serving);
+    // A fresh instance served its one call: its memories go to the next instance made.
+    if (init.fresh && serving) dropped.push(...serving.given);
     ctx = null;
     serving = null;
     // A trapped instance is unusable; a fresh instance served its one call and is dropped.
@@ -819,6 +864,7 @@ function drain(): void {
       board.setReady(init.slot, readyCount());
       board.release(init.slot);
       if (next.wake) notify(next.wake);
+      lastWoken = next.wake;
     }
   } finally {
     busy = false;
@@ -827,11 +873,29 @@ function drain(): void {
 }
 
 /**
+ * Before instantiating after a call: let the caller that call woke take the CPU first. With no
+ * idle core (2 cores, busy machine) the woken caller was often queued behind this thread's
+ * instantiation (1.5–3 ms of CPU), and a fresh call then took ~1.3 ms longer than one to a
+ * long-lived instance (bench/mesh). This thread sleeps (`Atomics.wait`: the core is free, it does
+ * not spin) while the caller's word still holds the wake-up, that is until the caller ran and
+ * cleared it (`blockUntil`), checking every 50 µs, for at most 1 ms (with an idle core for the
+ * caller, one check or two).
+ */
+function yieldToCaller(): void {
+  const word = lastWoken;
+  lastWoken = null;
+  if (!word) return;
+  const until = performance.now() + 1;
+  while (Atomics.load(word, 0) === 1 && performance.now() < until) Atomics.wait(word, 0, 1, 0.05);
+}
+
+/**
  * Make spare instances up to `init.spares`, one per turn of the event loop so calls that
  * arrive meanwhile are served first (instantiation stays off their critical path).
  */
 function refill(): void {
   if (busy || deferred.length > 0 || spares.length >= init.spares) return;
+  yieldToCaller();
   try {
     spares.push(instantiate());
   } catch (err) {

@@ -3,8 +3,10 @@
 // loops forever, one whose worker is killed mid call, queue overflow, 1,000 concurrent calls with
 // no loss and no duplicate, fresh instances, pool growth and shrinking, large bytes payloads
 // through shared memory, spans and metrics.
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
+import { DEFAULT_LIMITS, NO_GRANTS, parseManifest } from '../../kernel/grants/index.js';
 import type { Kernel } from '../../kernel/kernel.js';
 import { SHARED_THRESHOLD, type CallReply } from '../../kernel/mesh/index.js';
 import { buildServer } from '../../kernel/server/index.js';
@@ -17,6 +19,7 @@ import {
 
 let kernel: Kernel;
 let dataDir: string;
+const RESIDUE = join(import.meta.dirname, 'guests/residue.wasm');
 let scripted: ScriptedServer;
 
 const ONE = { min: 1, max: 1 };
@@ -50,6 +53,13 @@ beforeAll(async () => {
     // Bytes through shared memory.
     'blob-sink': { sql: { scope: 'blobs', mode: 'rw' }, pool: ONE },
   }, { baseURL: scripted.baseURL }));
+  // A C tool that reads back its zero-initialised static memory (test/mesh/guests/residue.c).
+  await kernel.loadComponent({
+    name: 'residue',
+    manifest: parseManifest({ name: 'residue', version: '0.0.1', kind: 'tool', requests: {} }, 'test:residue'),
+    file: RESIDUE,
+    builtin: false,
+  });
 });
 
 afterAll(async () => {
@@ -377,6 +387,49 @@ describe('load', () => {
     const fromGuest = [];
     for (let i = 0; i < 3; i++) fromGuest.push(innerOutput(await viaGuest('g', 'trapper', { op: 'count' })));
     expect([...sequential, ...concurrent, ...fromGuest]).toEqual(Array(28).fill('1'));
+  });
+
+  it('a fresh instance starts clean after calls that grew their memory or not (recycled memories are zeroed)', async () => {
+    // A big input grows the instance's linear memory (never reused); small calls leave it at its initial size (reused, zeroed).
+    const big = await call('trapper', { op: 'echo', pad: 'x'.repeat(6 * 2 ** 20) }, 30_000);
+    expect(big.ok).toBe(true);
+    expect(big.memoryBytes).toBeGreaterThan(6 * 2 ** 20);
+    const counts = [];
+    for (let i = 0; i < 30; i++) {
+      counts.push(outputOf(await call('trapper', { op: 'count' })));
+      expect(outputOf(await call('trapper', { op: 'echo', i }))).toBe(JSON.stringify({ op: 'echo', i }));
+    }
+    expect(counts).toEqual(Array(30).fill('1'));
+  });
+
+  it('what a call wrote into memory no data segment covers (.bss) is gone for the next instance, given that memory', async () => {
+    // Each worker of the pool made its spare before the write, so the read that follows, once every
+    // worker holds a spare again, is served by the same worker (the first idle one with a spare),
+    // from the instance it made after the write: the one given the writer's memory.
+    const spared = async () => {
+      const ok = await until(() => (pool('residue').workers.every((w) => w.load === 0 && w.ready > 0) ? true : undefined), 10_000, 5);
+      expect(ok).toBe(true);
+    };
+    const sizes = new Set<number | undefined>();
+    for (let round = 0; round < 5; round++) {
+      await spared();
+      const wrote = await call('residue', `w:secret of call ${round}` as unknown as object);
+      expect(outputOf(wrote)).toBe(`wrote ${`secret of call ${round}`.length}`);
+      sizes.add(wrote.memoryBytes);
+      await spared();
+      const read = await call('residue', 'r' as unknown as object);
+      expect(outputOf(read)).toBe('');
+      sizes.add(read.memoryBytes);
+    }
+    // The memory never grew, so every dropped one was eligible for reuse.
+    expect(sizes.size).toBe(1);
+    // The read is not blind: one long-lived instance of the same tool reads back its own write.
+    await kernel.mesh.add({
+      name: 'residue-kept', kind: 'tool', fresh: false, pool: { min: 1, max: 1 },
+      compiled: await kernel.engine.load(RESIDUE), grants: NO_GRANTS, limits: DEFAULT_LIMITS,
+    });
+    expect(outputOf(await call('residue-kept', 'w:kept' as unknown as object))).toBe('wrote 4');
+    expect(outputOf(await call('residue-kept', 'r' as unknown as object))).toBe('kept');
   });
 
   it('a pool grows under load, never past its max (3), and shrinks back to its min (1) when idle', async () => {
